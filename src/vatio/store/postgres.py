@@ -1,0 +1,468 @@
+"""PostgreSQL backend: time-partitioned readings, binary COPY writes.
+
+Readings live in a natively range-partitioned table, one partition per UTC
+day, created ahead of time and on demand; retention drops whole partitions.
+The write path COPYs straight into ``readings`` (the fast path: no duplicate
+in the batch); a unique violation, which only redeliveries cause, rolls back
+to a savepoint and merges through a staging table with ``ON CONFLICT DO
+NOTHING``. The schema keeps to what TimescaleDB can later convert
+(``create_hypertable`` on ``readings.ts``), without depending on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from vatio.errors import BatchRejectedError, StoreUnavailableError
+from vatio.model import (
+    DeadLetter,
+    Device,
+    EnergyBucket,
+    EnergyPeriod,
+    Reading,
+    Resolution,
+    RollupRow,
+    StoreStats,
+    WriteBatch,
+    WriteResult,
+)
+from vatio.model.instants import from_ms, to_ms, utcnow
+from vatio.store.base import ONLINE_WINDOW, RetentionResult
+from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy, minute_rollups
+from vatio.store.rollup import (
+    DERIVED_TIERS,
+    dirty_ranges,
+    energy_buckets,
+    minute_window,
+    resolution_seconds,
+    tier_span,
+)
+
+READING_COLUMNS = (
+    "device_id",
+    "ts",
+    "seq",
+    "power_w",
+    "energy_wh",
+    "voltage_v",
+    "current_a",
+    "power_factor",
+    "frequency_hz",
+    "energy_export_wh",
+)
+_COLS = ", ".join(READING_COLUMNS)
+_PARTITION = re.compile(r"^readings_p(\d{8})$")
+#: Partitions created ahead of today by ``migrate`` and ``maintain``.
+DAYS_AHEAD = 7
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE devices (
+            device_id text PRIMARY KEY, site_id text NOT NULL,
+            first_seen timestamptz NOT NULL, last_seen timestamptz NOT NULL,
+            status_online boolean, firmware text, status_at timestamptz)""",
+        "CREATE INDEX devices_site ON devices (site_id)",
+        """CREATE TABLE readings (
+            device_id text NOT NULL, ts timestamptz NOT NULL, seq bigint,
+            power_w double precision, energy_wh double precision, voltage_v double precision,
+            current_a double precision, power_factor double precision,
+            frequency_hz double precision, energy_export_wh double precision,
+            PRIMARY KEY (device_id, ts)) PARTITION BY RANGE (ts)""",
+        """CREATE TABLE rollups (
+            tier integer NOT NULL, device_id text NOT NULL, bucket timestamptz NOT NULL,
+            samples integer NOT NULL, power_count integer NOT NULL,
+            power_sum double precision NOT NULL, power_min double precision,
+            power_max double precision, energy_wh double precision NOT NULL,
+            PRIMARY KEY (tier, device_id, bucket))""",
+        """CREATE TABLE rollup_dirty (
+            id bigserial PRIMARY KEY, device_id text NOT NULL,
+            start_ms bigint NOT NULL, end_ms bigint NOT NULL)""",
+        """CREATE TABLE dead_letters (
+            id bigserial PRIMARY KEY, received_at timestamptz NOT NULL,
+            topic text NOT NULL, reason text NOT NULL, payload bytea NOT NULL)""",
+    ],
+]
+
+
+def _partition_name(day: date) -> str:
+    return f"readings_p{day:%Y%m%d}"
+
+
+class PostgresStore:
+    """The production :class:`~vatio.store.base.Store` on PostgreSQL 15+."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        policy: EnergyPolicy = DEFAULT_POLICY,
+        min_connections: int = 1,
+        max_connections: int = 4,
+    ) -> None:
+        self.url = url
+        self.policy = policy
+        self.min_connections = min_connections
+        self.max_connections = max_connections
+        self._pool: asyncpg.Pool | None = None
+        self._partitions: set[date] = set()
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.url, min_size=self.min_connections, max_size=self.max_connections
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise StoreUnavailableError(f"cannot connect to PostgreSQL at {self.url}: {exc}") from exc
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- schema ---------------------------------------------------------------
+    async def migrate(self) -> None:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            # Two services starting together must not both run the migrations.
+            await conn.execute("SELECT pg_advisory_xact_lock(7201)")
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            for version, statements in enumerate(MIGRATIONS, start=1):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+        await self.maintain()
+
+    async def maintain(self, *, now: datetime | None = None) -> None:
+        """Create partitions for yesterday through ``DAYS_AHEAD`` days ahead."""
+        today = (now or utcnow()).astimezone(UTC).date()
+        days = {today + timedelta(days=k) for k in range(-1, DAYS_AHEAD + 1)}
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await self._ensure_partitions(conn, days)
+
+    async def _ensure_partitions(self, conn: asyncpg.Connection, days: set[date]) -> None:
+        missing = days - self._partitions
+        if not missing:
+            return
+        existing = await self._existing_partitions(conn)
+        self._partitions |= existing
+        for day in sorted(missing - existing):
+            # Serialise creators: CREATE TABLE IF NOT EXISTS still races on the catalog.
+            await conn.execute("SELECT pg_advisory_xact_lock(7202)")
+            nxt = day + timedelta(days=1)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_partition_name(day)} PARTITION OF readings "
+                f"FOR VALUES FROM ('{day.isoformat()} 00:00+00') TO ('{nxt.isoformat()} 00:00+00')"
+            )
+            self._partitions.add(day)
+
+    async def _existing_partitions(self, conn: asyncpg.Connection) -> set[date]:
+        names = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'readings'::regclass"
+        )
+        days = set()
+        for row in names:
+            match = _PARTITION.match(row["relname"])
+            if match:
+                days.add(datetime.strptime(match.group(1), "%Y%m%d").date())
+        return days
+
+    # -- writes ---------------------------------------------------------------
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    inserted = await self._write_readings(conn, batch.readings)
+                    await self._write_sightings(conn, batch)
+                    if inserted:
+                        spans = dirty_ranges(batch.readings)
+                        await conn.execute(
+                            "INSERT INTO rollup_dirty (device_id, start_ms, end_ms) "
+                            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
+                            list(spans),
+                            [s[0] for s in spans.values()],
+                            [s[1] for s in spans.values()],
+                        )
+                    if batch.dead_letters:
+                        await conn.copy_records_to_table(
+                            "dead_letters",
+                            records=[
+                                (d.received_at, d.topic, d.reason, d.payload) for d in batch.dead_letters
+                            ],
+                            columns=("received_at", "topic", "reason", "payload"),
+                        )
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                raise BatchRejectedError(f"batch rejected by PostgreSQL: {exc}") from exc
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
+        return WriteResult(
+            inserted=inserted,
+            duplicates=len(batch.readings) - inserted,
+            dead_letters=len(batch.dead_letters),
+        )
+
+    async def _write_readings(self, conn: asyncpg.Connection, readings: Sequence[Reading]) -> int:
+        if not readings:
+            return 0
+        await self._ensure_partitions(conn, {r.ts.astimezone(UTC).date() for r in readings})
+        try:
+            async with conn.transaction():  # savepoint: the fast path may fail on a duplicate
+                await conn.copy_records_to_table("readings", records=readings, columns=READING_COLUMNS)
+            return len(readings)
+        except asyncpg.UniqueViolationError:
+            pass
+        unique = list({(r.device_id, r.ts): r for r in reversed(readings)}.values())
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS readings_stage "
+            "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        await conn.copy_records_to_table("readings_stage", records=unique, columns=READING_COLUMNS)
+        status = await conn.execute(
+            f"INSERT INTO readings ({_COLS}) SELECT {_COLS} FROM readings_stage ON CONFLICT DO NOTHING"
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def _write_sightings(self, conn: asyncpg.Connection, batch: WriteBatch) -> None:
+        if not batch.sites:
+            return
+        devices = list(batch.sites)
+        await conn.execute(
+            "INSERT INTO devices (device_id, site_id, first_seen, last_seen) "
+            "SELECT d, s, t, t FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(d, s, t) "
+            "ON CONFLICT (device_id) DO UPDATE SET site_id = excluded.site_id, "
+            "last_seen = greatest(devices.last_seen, excluded.last_seen)",
+            devices,
+            [batch.sites[d] for d in devices],
+            [batch.last_seen[d] for d in devices],
+        )
+
+    async def set_device_status(
+        self, device_id: str, site_id: str, *, online: bool, firmware: str | None, at: datetime
+    ) -> None:
+        pool = await self._get_pool()
+        await pool.execute(
+            "INSERT INTO devices (device_id, site_id, first_seen, last_seen, status_online, firmware, "
+            "status_at) VALUES ($1, $2, $3, $3, $4, $5, $3) ON CONFLICT (device_id) DO UPDATE SET "
+            "status_online = excluded.status_online, "
+            "firmware = coalesce(excluded.firmware, devices.firmware), status_at = excluded.status_at",
+            device_id,
+            site_id,
+            at,
+            online,
+            firmware,
+        )
+
+    # -- devices --------------------------------------------------------------
+    _DEVICE_SQL = "SELECT device_id, site_id, first_seen, last_seen, firmware, status_online FROM devices"
+
+    async def list_devices(self, *, now: datetime | None = None) -> list[Device]:
+        pool = await self._get_pool()
+        rows = await pool.fetch(self._DEVICE_SQL + " ORDER BY site_id, device_id")
+        return [_device(row, now or utcnow()) for row in rows]
+
+    async def get_device(self, device_id: str, *, now: datetime | None = None) -> Device | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(self._DEVICE_SQL + " WHERE device_id = $1", device_id)
+        return _device(row, now or utcnow()) if row else None
+
+    # -- queries --------------------------------------------------------------
+    async def readings(
+        self, device_id: str, start: datetime, end: datetime, *, limit: int | None = None
+    ) -> list[Reading]:
+        pool = await self._get_pool()
+        rows = await pool.fetch(
+            f"SELECT {_COLS} FROM readings WHERE device_id = $1 AND ts >= $2 AND ts < $3 "
+            "ORDER BY ts LIMIT $4",
+            device_id,
+            start,
+            end,
+            limit,
+        )
+        return [Reading(*row) for row in rows]
+
+    async def rollups(
+        self, device_id: str, start: datetime, end: datetime, resolution: Resolution
+    ) -> list[RollupRow]:
+        tier = resolution_seconds(resolution)
+        pool = await self._get_pool()
+        rows = await pool.fetch(
+            "SELECT device_id, bucket, samples, power_count, power_sum, power_min, power_max, "
+            "energy_wh FROM rollups WHERE tier = $1 AND device_id = $2 AND bucket >= $3 "
+            "AND bucket < $4 ORDER BY bucket",
+            tier,
+            device_id,
+            start,
+            end,
+        )
+        return [RollupRow(*row) for row in rows]
+
+    async def energy(
+        self,
+        device_id: str,
+        start: datetime,
+        end: datetime,
+        period: EnergyPeriod,
+        *,
+        tz: str = "UTC",
+    ) -> list[EnergyBucket]:
+        rows = await self.rollups(device_id, start, end, Resolution.HOUR_1)
+        return energy_buckets(rows, period, tz)
+
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        pool = await self._get_pool()
+        rows = await pool.fetch(
+            "SELECT id, received_at, topic, reason, payload FROM dead_letters ORDER BY id DESC LIMIT $1",
+            limit,
+        )
+        return [
+            DeadLetter(
+                received_at=r["received_at"],
+                topic=r["topic"],
+                reason=r["reason"],
+                payload=bytes(r["payload"]),
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    async def stats(self) -> StoreStats:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM devices), "
+            "(SELECT count(*) FROM dead_letters), (SELECT count(*) FROM rollups), "
+            "(SELECT count(*) FROM rollup_dirty)"
+        )
+        assert row is not None
+        return StoreStats(*(int(v) for v in row))
+
+    # -- rollups --------------------------------------------------------------
+    async def refresh_rollups(self, *, max_ranges: int = 1000) -> int:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            # SKIP LOCKED lets several workers drain the queue without blocking each other.
+            ranges = await conn.fetch(
+                "WITH claimed AS (DELETE FROM rollup_dirty WHERE id IN (SELECT id FROM rollup_dirty "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING device_id, start_ms, end_ms) "
+                "SELECT device_id, min(start_ms) AS lo, max(end_ms) AS hi FROM claimed "
+                "GROUP BY device_id, start_ms / 86400000",
+                max_ranges,
+            )
+            for device_id, lo, hi in ranges:
+                await self._recompute(conn, device_id, lo, hi)
+        return len(ranges)
+
+    async def _recompute(self, conn: asyncpg.Connection, device_id: str, start_ms: int, end_ms: int) -> None:
+        # Two workers recomputing the same device would interleave delete and insert.
+        await conn.execute("SELECT pg_advisory_xact_lock(7203, hashtext($1))", device_id)
+        after = await conn.fetchval(
+            "SELECT min(ts) FROM readings WHERE device_id = $1 AND ts > $2", device_id, from_ms(end_ms)
+        )
+        next_ms = None if after is None else to_ms(after)
+        first, last = minute_window(start_ms, end_ms, next_ms)
+        window_start, window_end = from_ms(first), from_ms(last + 60_000)
+        rows = await conn.fetch(
+            "(SELECT ts, power_w, energy_wh FROM readings WHERE device_id = $1 AND ts < $2 "
+            "ORDER BY ts DESC LIMIT 1) UNION ALL (SELECT ts, power_w, energy_wh FROM readings "
+            "WHERE device_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts)",
+            device_id,
+            window_start,
+            window_end,
+        )
+        ts = np.array([to_ms(r[0]) for r in rows], dtype=np.int64)
+        values = np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2)
+        minute = minute_rollups(
+            device_id,
+            ts,
+            values[:, 0],
+            values[:, 1],
+            first_bucket_ms=first,
+            last_bucket_ms=last,
+            policy=self.policy,
+        )
+        await conn.execute(
+            "DELETE FROM rollups WHERE tier = 60 AND device_id = $1 AND bucket >= $2 AND bucket <= $3",
+            device_id,
+            window_start,
+            from_ms(last),
+        )
+        await conn.copy_records_to_table(
+            "rollups",
+            records=[
+                (
+                    60,
+                    device_id,
+                    r.bucket,
+                    r.samples,
+                    r.power_count,
+                    r.power_sum_w,
+                    r.power_min_w,
+                    r.power_max_w,
+                    r.energy_wh,
+                )
+                for r in minute
+            ],
+        )
+        for tier in DERIVED_TIERS:
+            lo, hi = tier_span(first, last, tier)
+            await conn.execute(
+                "DELETE FROM rollups WHERE tier = $1 AND device_id = $2 AND bucket >= $3 AND bucket <= $4",
+                tier,
+                device_id,
+                from_ms(lo * 1000),
+                from_ms(hi * 1000),
+            )
+            await conn.execute(
+                "INSERT INTO rollups SELECT $1::integer, device_id, "
+                "date_bin(make_interval(secs => $1::integer), bucket, timestamptz '1970-01-01 00:00+00') "
+                "AS b, "
+                "sum(samples), sum(power_count), sum(power_sum), min(power_min), max(power_max), "
+                "sum(energy_wh) FROM rollups WHERE tier = 60 AND device_id = $2 AND bucket >= $3 "
+                "AND bucket < $4 GROUP BY device_id, b",
+                tier,
+                device_id,
+                from_ms(lo * 1000),
+                from_ms((hi + tier) * 1000),
+            )
+
+    # -- retention ------------------------------------------------------------
+    async def apply_retention(self, *, raw_days: int, now: datetime | None = None) -> RetentionResult:
+        cutoff = (now or utcnow()) - timedelta(days=raw_days)
+        cutoff_day = cutoff.astimezone(UTC).date()
+        pool = await self._get_pool()
+        dropped = 0
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(7202)")
+            for day in sorted(await self._existing_partitions(conn)):
+                if day + timedelta(days=1) <= cutoff_day:
+                    await conn.execute(f"DROP TABLE {_partition_name(day)}")
+                    self._partitions.discard(day)
+                    dropped += 1
+            status = await conn.execute("DELETE FROM readings WHERE ts < $1", cutoff)
+        return RetentionResult(
+            readings_deleted=int(status.rsplit(" ", 1)[-1]), partitions_dropped=dropped, cutoff=cutoff
+        )
+
+
+def _device(row: Any, now: datetime) -> Device:
+    return Device(
+        device_id=row["device_id"],
+        site_id=row["site_id"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        online=now - row["last_seen"] <= ONLINE_WINDOW,
+        firmware=row["firmware"],
+        status_online=row["status_online"],
+    )

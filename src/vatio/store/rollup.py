@@ -1,0 +1,87 @@
+"""Backend-neutral pieces of rollup maintenance and energy queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from vatio.errors import ConfigError
+from vatio.model import BUCKET_SECONDS, EnergyBucket, EnergyPeriod, Reading, Resolution, RollupRow
+from vatio.model.instants import to_ms
+from vatio.store.energy import MINUTE_MS
+
+#: Tiers derived from the 1-minute tier, in seconds.
+DERIVED_TIERS: tuple[int, ...] = tuple(
+    BUCKET_SECONDS[r] for r in (Resolution.MIN_15, Resolution.HOUR_1, Resolution.DAY_1)
+)
+
+
+def dirty_ranges(readings: Iterable[Reading]) -> dict[str, tuple[int, int]]:
+    """Per device, the oldest and newest timestamp (ms) a batch touches."""
+    spans: dict[str, tuple[int, int]] = {}
+    for reading in readings:
+        ms = to_ms(reading.ts)
+        span = spans.get(reading.device_id)
+        if span is None:
+            spans[reading.device_id] = (ms, ms)
+        elif ms < span[0]:
+            spans[reading.device_id] = (ms, span[1])
+        elif ms > span[1]:
+            spans[reading.device_id] = (span[0], ms)
+    return spans
+
+
+def minute_window(start_ms: int, end_ms: int, next_ms: int | None) -> tuple[int, int]:
+    """First and last 1-minute bucket (ms) to recompute for a dirty range.
+
+    A late reading changes the energy of the interval ending at the next
+    reading, so the window reaches it; it starts one bucket early because an
+    interval ending exactly on a bucket boundary belongs to the bucket before.
+    """
+    end = max(end_ms, next_ms) if next_ms is not None else end_ms
+    return start_ms - start_ms % MINUTE_MS - MINUTE_MS, end - end % MINUTE_MS
+
+
+def tier_span(first_bucket_ms: int, last_bucket_ms: int, tier_s: int) -> tuple[int, int]:
+    """Buckets (seconds) of a derived tier that cover a 1-minute window."""
+    first = first_bucket_ms // 1000
+    last = last_bucket_ms // 1000
+    return first - first % tier_s, last - last % tier_s
+
+
+def resolution_seconds(resolution: Resolution) -> int:
+    if resolution is Resolution.RAW:
+        raise ConfigError("raw resolution has no rollup tier")
+    return BUCKET_SECONDS[resolution]
+
+
+def zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown time zone {tz!r}") from exc
+
+
+def energy_buckets(rows: Iterable[RollupRow], period: EnergyPeriod, tz: str) -> list[EnergyBucket]:
+    """Sum hourly rollups into local hours, days or months of ``tz``.
+
+    Hourly UTC buckets map onto local hours exactly in zones with whole-hour
+    offsets, DST included; half-hour zones attribute each UTC hour to the
+    local period its start falls in.
+    """
+    local = zone(tz)
+    totals: dict[datetime, float] = defaultdict(float)
+    for row in rows:
+        at = row.bucket.astimezone(local)
+        if period is EnergyPeriod.HOUR:
+            key = at.replace(minute=0, second=0, microsecond=0)
+        elif period is EnergyPeriod.DAY:
+            key = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        else:
+            key = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        # Re-derive the offset: midnight may have another UTC offset than `at`.
+        key = key.replace(tzinfo=None).replace(tzinfo=local)
+        totals[key] += row.energy_wh
+    return [EnergyBucket(start=key, energy_wh=round(totals[key], 6)) for key in sorted(totals)]
