@@ -1,0 +1,85 @@
+"""Shared pieces of the benchmarks: a private mosquitto, a fresh PostgreSQL database.
+
+Benchmarks start their own broker on a free port so they measure a known
+configuration and never disturb other users of the machine's broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+# Production settings for a telemetry broker: a consumer's persistent session
+# may hold a backlog, and in-flight windows are set by the clients.
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def wait_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def mosquitto(extra_conf: str = "") -> Iterator[int]:
+    """A private mosquitto on a free port; yields the port."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="vatio-mosq-") as tmp:
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text(MOSQUITTO_CONF.format(port=port) + extra_conf)
+        proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str = "vatio_bench") -> Iterator[str]:
+    """A new, empty PostgreSQL database; dropped afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
