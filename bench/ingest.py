@@ -23,23 +23,22 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import fresh_database, mosquitto  # noqa: E402
-
-from vatio.contracts import encode_telemetry, telemetry_topic  # noqa: E402
-from vatio.ingest.mqtt import decode_varint, encode_connect, encode_publish  # noqa: E402
-from vatio.model import Reading  # noqa: E402
+from vatio.contracts import encode_telemetry, telemetry_topic
+from vatio.model import Reading
+from vatio.sim.wire import FastPublisher
+from vatio.testing import fresh_database, mosquitto
 
 
 # -- the publisher (runs in its own process) ----------------------------------------
-def build_messages(*, devices: int, per_message: int, messages: int, start: datetime) -> list[bytes]:
-    """Pre-encoded QoS 1 PUBLISH packets without packet ids (patched in when sent)."""
+def build_messages(
+    *, devices: int, per_message: int, messages: int, start: datetime
+) -> list[tuple[str, bytes]]:
+    """Pre-encoded (topic, payload) pairs, devices round-robin, one second apart per device."""
     out = []
     seq = [0] * devices
     for m in range(messages):
@@ -52,83 +51,34 @@ def build_messages(*, devices: int, per_message: int, messages: int, start: date
             readings.append(
                 Reading(device, start + timedelta(seconds=k), k, 100.0 + k % 50, 1000.0 + k * 0.03, 230.0)
             )
-        payload = encode_telemetry(device, readings)
-        out.append(encode_publish(telemetry_topic(f"site-{d // 4:05d}", device), payload, qos=1, packet_id=0))
+        out.append((telemetry_topic(f"site-{d // 4:05d}", device), encode_telemetry(device, readings)))
     return out
 
 
-class _Publisher(asyncio.Protocol):
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self.inflight = 0
-        self.acked = 0
-        self.buffer = bytearray()
-        self.room = asyncio.Event()
-        self.connack = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        pos = 0
-        buf = bytes(self.buffer)
-        while len(buf) - pos >= 2:
-            try:
-                length, body = decode_varint(buf, pos + 1)
-            except (ValueError, IndexError):
-                break
-            if len(buf) < body + length:
-                break
-            kind = buf[pos] >> 4
-            if kind == 2 and not self.connack.done():
-                self.connack.set_result(None)
-            elif kind == 4:
-                self.acked += 1
-                self.inflight -= 1
-            pos = body + length
-        del self.buffer[:pos]
-        if self.inflight < self.window:
-            self.room.set()
-
-
-async def publish(port: int, packets: list[bytes], *, window: int, rate: float | None) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    proto = _Publisher(window)
-    await loop.create_connection(lambda: proto, "127.0.0.1", port)
-    assert proto.transport is not None
-    proto.transport.write(encode_connect(client_id=f"bench-pub-{os.getpid()}", protocol=5, clean_start=True, keepalive_s=60))
-    await proto.connack
-    started = time.perf_counter()
-    packet_id = 0
-    for i, packet in enumerate(packets):
-        while proto.inflight >= window:
-            proto.room.clear()
-            await proto.room.wait()
-        packet_id = packet_id % 65535 + 1
-        # The packet id sits right after the topic; topic length is in bytes 2..3 of the body.
-        _, body = decode_varint(packet, 1)
-        topic_len = int.from_bytes(packet[body : body + 2])
-        at = body + 2 + topic_len
-        proto.transport.write(packet[:at] + packet_id.to_bytes(2) + packet[at + 2 :])
-        proto.inflight += 1
-        if rate and i % 100 == 0:
-            ahead = i / rate - (time.perf_counter() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-        elif i % 2000 == 0:
-            await asyncio.sleep(0)
-    while proto.acked < len(packets):
-        proto.room.clear()
-        await proto.room.wait()
-    return {"published": len(packets), "publish_s": time.perf_counter() - started}
+async def publish(
+    port: int, messages: list[tuple[str, bytes]], *, window: int, rate: float | None
+) -> dict[str, float]:
+    async with FastPublisher(
+        host="127.0.0.1", port=port, client_id=f"bench-pub-{os.getpid()}", window=window
+    ) as pub:
+        started = time.perf_counter()
+        for i, (topic, payload) in enumerate(messages):
+            await pub.publish(topic, payload, qos=1)
+            if rate and i % 100 == 0:
+                ahead = i / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            elif i % 2000 == 0:
+                await asyncio.sleep(0)
+        await pub.drain()
+        return {"published": len(messages), "publish_s": time.perf_counter() - started}
 
 
 def publisher_main(args: argparse.Namespace) -> None:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
-    packets = build_messages(devices=args.devices, per_message=args.per_message, messages=args.messages, start=start)
+    packets = build_messages(
+        devices=args.devices, per_message=args.per_message, messages=args.messages, start=start
+    )
     print("ready", flush=True)
     sys.stdin.readline()
     rate = args.rate / args.per_message if args.rate else None
@@ -183,14 +133,19 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         messages = args.messages
         if args.duration:
             messages = int(args.rate * args.duration / args.per_message)
+        publisher_args = {
+            "--port": port, "--devices": args.devices, "--per-message": args.per_message,
+            "--messages": messages, "--window": args.window, "--rate": args.rate if args.duration else 0,
+        }  # fmt: skip
         pub = subprocess.Popen(
-            [sys.executable, __file__, "--publisher", "--port", str(port), "--devices", str(args.devices),
-             "--per-message", str(args.per_message), "--messages", str(messages), "--window", str(args.window),
-             "--rate", str(args.rate if args.duration else 0)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [sys.executable, __file__, "--publisher", *(str(x) for kv in publisher_args.items() for x in kv)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
-            assert pub.stdout is not None and pub.stdin is not None
+            assert pub.stdout is not None
+            assert pub.stdin is not None
             if pub.stdout.readline().strip() != "ready":
                 raise RuntimeError("publisher failed to start")
             time.sleep(1.0)  # the ingest process connects and subscribes meanwhile
@@ -274,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "messages": max(1, args.readings // per_message)})  # fmt: skip
             runs.append(run_once(one))
         rates = [r["readings_per_s"] for r in runs]
-        results.append({"readings_per_message": per_message, "median_readings_per_s": statistics.median(rates),
-                        "runs": runs})  # fmt: skip
+        median = statistics.median(rates)
+        results.append({"readings_per_message": per_message, "median_readings_per_s": median, "runs": runs})
     print(json.dumps({"benchmark": "ingest", "machine_cores": os.cpu_count(), "results": results}, indent=2))
     return 0
 

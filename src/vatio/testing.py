@@ -1,13 +1,15 @@
-"""Shared pieces of the benchmarks: a private mosquitto, a fresh PostgreSQL database.
+"""Helpers for tests and benchmarks: a private mosquitto, a fresh PostgreSQL database.
 
-Benchmarks start their own broker on a free port so they measure a known
-configuration and never disturb other users of the machine's broker.
+Tests and benchmarks that need a broker configuration of their own start
+their own mosquitto on a free port, so they never disturb other users of the
+machine's broker; each run gets a database of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import socket
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN_URL = os.environ.get("VATIO_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
@@ -51,7 +53,12 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def mosquitto(extra_conf: str = "") -> Iterator[int]:
-    """A private mosquitto on a free port; yields the port."""
+    """A private mosquitto on a free port; yields the port.
+
+    Its configuration is what a telemetry deployment wants (see
+    ``deploy/mosquitto.conf``): unbounded session queues, so a consumer that is
+    down for a while loses nothing.
+    """
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="vatio-mosq-") as tmp:
@@ -66,20 +73,30 @@ def mosquitto(extra_conf: str = "") -> Iterator[int]:
             proc.wait(10)
 
 
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_database(prefix: str = "vatio_test") -> str:
+    """Create a new, empty PostgreSQL database; returns its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    await _admin(f"CREATE DATABASE {name}")
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_database(url: str) -> None:
+    await _admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
 @contextlib.contextmanager
 def fresh_database(prefix: str = "vatio_bench") -> Iterator[str]:
-    """A new, empty PostgreSQL database; dropped afterwards."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    """A new, empty PostgreSQL database for synchronous code; dropped afterwards."""
+    url = asyncio.run(create_database(prefix))
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(drop_database(url))
