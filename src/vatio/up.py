@@ -77,7 +77,7 @@ async def _run_stages(
 ) -> None:
     # amqtt speaks MQTT 3.1.1 only; a real broker gets v5 and shared subscriptions.
     protocol: Literal[4, 5] = 4 if embedded else 5
-    pipeline = IngestPipeline(store=store)
+    pipeline = IngestPipeline(store=store, raw_days=options.raw_days)
     ingest = IngestService(
         broker=broker,
         pipeline=pipeline,

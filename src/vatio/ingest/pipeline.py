@@ -19,8 +19,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 import orjson
 
@@ -86,6 +86,7 @@ class IngestPipeline:
         batch_readings: int = 10_000,
         flush_interval_s: float = 0.5,
         max_buffered_readings: int = 200_000,
+        raw_days: int | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -93,6 +94,7 @@ class IngestPipeline:
         self.batch_readings = batch_readings
         self.flush_interval_s = flush_interval_s
         self.max_buffered_readings = max_buffered_readings
+        self.raw_days = raw_days
         self.clock = clock
         self.counters = IngestCounters()
         self.ack: Callable[[Iterable[tuple[int, int]]], object] = lambda _: None
@@ -103,7 +105,17 @@ class IngestPipeline:
         self._in_flight = 0
         self._paused = False
         self._full = asyncio.Event()
-        self._now = clock()
+        self._base_limits = self.limits
+        self._tick()
+
+    def _tick(self) -> None:
+        """Advance the pipeline's notion of now (once per flush, not per message)."""
+        self._now = self.clock()
+        if self.raw_days is not None:
+            # A reading older than raw retention would have its rollups recomputed
+            # from neighbours that retention already dropped: refuse it instead.
+            horizon = self._now - timedelta(days=self.raw_days)
+            self.limits = replace(self._base_limits, min_ts=max(self._base_limits.min_ts, horizon))
 
     # -- called by the transport, synchronously, once per message --------------
     def on_message(self, topic: str, payload: bytes, qos: int, packet_id: int) -> None:
@@ -168,7 +180,7 @@ class IngestPipeline:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), timeout=self.flush_interval_s)
-            self._now = self.clock()
+            self._tick()
             await self.flush()
 
     async def flush(self) -> None:

@@ -36,6 +36,7 @@ from vatio.model.instants import from_ms, to_ms, utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy, minute_rollups
 from vatio.store.rollup import (
+    COUNTER_REACH_MS,
     DERIVED_TIERS,
     dirty_ranges,
     energy_buckets,
@@ -204,7 +205,13 @@ class PostgresStore:
                             ],
                             columns=("received_at", "topic", "reason", "payload"),
                         )
-            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            except (
+                asyncpg.DataError,
+                asyncpg.IntegrityConstraintViolationError,
+                TypeError,
+                ValueError,
+            ) as exc:
+                # TypeError/ValueError: asyncpg could not encode a value for its column.
                 raise BatchRejectedError(f"batch rejected by PostgreSQL: {exc}") from exc
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
                 raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
@@ -367,19 +374,29 @@ class PostgresStore:
     async def _recompute(self, conn: asyncpg.Connection, device_id: str, start_ms: int, end_ms: int) -> None:
         # Two workers recomputing the same device would interleave delete and insert.
         await conn.execute("SELECT pg_advisory_xact_lock(7203, hashtext($1))", device_id)
-        after = await conn.fetchval(
-            "SELECT min(ts) FROM readings WHERE device_id = $1 AND ts > $2", device_id, from_ms(end_ms)
+        end = from_ms(end_ms)
+        nexts = await conn.fetchrow(
+            "SELECT (SELECT min(ts) FROM readings WHERE device_id = $1 AND ts > $2), "
+            "(SELECT min(ts) FROM readings WHERE device_id = $1 AND ts > $2 AND ts <= $3 "
+            "AND energy_wh IS NOT NULL)",
+            device_id,
+            end,
+            end + timedelta(milliseconds=COUNTER_REACH_MS),
         )
-        next_ms = None if after is None else to_ms(after)
-        first, last = minute_window(start_ms, end_ms, next_ms)
+        first, last = minute_window(start_ms, end_ms, *(None if t is None else to_ms(t) for t in nexts))
         window_start, window_end = from_ms(first), from_ms(last + 60_000)
+        # The predecessor, and the last counter reading within reach, so a
+        # window without counter readings still knows the device has a counter.
         rows = await conn.fetch(
             "(SELECT ts, power_w, energy_wh FROM readings WHERE device_id = $1 AND ts < $2 "
+            "AND ts >= $4 AND energy_wh IS NOT NULL ORDER BY ts DESC LIMIT 1) UNION "
+            "(SELECT ts, power_w, energy_wh FROM readings WHERE device_id = $1 AND ts < $2 "
             "ORDER BY ts DESC LIMIT 1) UNION ALL (SELECT ts, power_w, energy_wh FROM readings "
-            "WHERE device_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts)",
+            "WHERE device_id = $1 AND ts >= $2 AND ts <= $3) ORDER BY 1",
             device_id,
             window_start,
             window_end,
+            window_start - timedelta(milliseconds=COUNTER_REACH_MS),
         )
         ts = np.array([to_ms(r[0]) for r in rows], dtype=np.int64)
         values = np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2)
@@ -442,17 +459,20 @@ class PostgresStore:
         cutoff = (now or utcnow()) - timedelta(days=raw_days)
         cutoff_day = cutoff.astimezone(UTC).date()
         pool = await self._get_pool()
-        dropped = 0
+        dropped = deleted = 0
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(7202)")
             for day in sorted(await self._existing_partitions(conn)):
                 if day + timedelta(days=1) <= cutoff_day:
+                    deleted += await conn.fetchval(f"SELECT count(*) FROM {_partition_name(day)}")
                     await conn.execute(f"DROP TABLE {_partition_name(day)}")
                     self._partitions.discard(day)
                     dropped += 1
             status = await conn.execute("DELETE FROM readings WHERE ts < $1", cutoff)
         return RetentionResult(
-            readings_deleted=int(status.rsplit(" ", 1)[-1]), partitions_dropped=dropped, cutoff=cutoff
+            readings_deleted=deleted + int(status.rsplit(" ", 1)[-1]),
+            partitions_dropped=dropped,
+            cutoff=cutoff,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vatio.errors import ConfigError
@@ -33,14 +33,20 @@ def dirty_ranges(readings: Iterable[Reading]) -> dict[str, tuple[int, int]]:
     return spans
 
 
-def minute_window(start_ms: int, end_ms: int, next_ms: int | None) -> tuple[int, int]:
+#: How far a sparse counter reaches: a window's energy comes from the nearest
+#: counter reading on either side within this span.
+COUNTER_REACH_MS = 86_400_000
+
+
+def minute_window(start_ms: int, end_ms: int, *later_ms: int | None) -> tuple[int, int]:
     """First and last 1-minute bucket (ms) to recompute for a dirty range.
 
     A late reading changes the energy of the interval ending at the next
-    reading, so the window reaches it; it starts one bucket early because an
+    reading (and at the next counter reading, for sparse counters), so the
+    window reaches them (``later_ms``); it starts one bucket early because an
     interval ending exactly on a bucket boundary belongs to the bucket before.
     """
-    end = max(end_ms, next_ms) if next_ms is not None else end_ms
+    end = max([end_ms, *(ms for ms in later_ms if ms is not None)])
     return start_ms - start_ms % MINUTE_MS - MINUTE_MS, end - end % MINUTE_MS
 
 
@@ -72,16 +78,20 @@ def energy_buckets(rows: Iterable[RollupRow], period: EnergyPeriod, tz: str) -> 
     local period its start falls in.
     """
     local = zone(tz)
+    # Keyed by the UTC instant: the two local 02:00 hours of an autumn DST night
+    # compare equal as wall-clock datetimes but are different hours.
     totals: dict[datetime, float] = defaultdict(float)
     for row in rows:
         at = row.bucket.astimezone(local)
         if period is EnergyPeriod.HOUR:
             key = at.replace(minute=0, second=0, microsecond=0)
-        elif period is EnergyPeriod.DAY:
-            key = at.replace(hour=0, minute=0, second=0, microsecond=0)
         else:
-            key = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        # Re-derive the offset: midnight may have another UTC offset than `at`.
-        key = key.replace(tzinfo=None).replace(tzinfo=local)
-        totals[key] += row.energy_wh
-    return [EnergyBucket(start=key, energy_wh=round(totals[key], 6)) for key in sorted(totals)]
+            key = at.replace(hour=0, minute=0, second=0, microsecond=0)
+            if period is EnergyPeriod.MONTH:
+                key = key.replace(day=1)
+            # Local midnight may have another UTC offset than `at`: re-resolve it.
+            key = key.replace(tzinfo=None).replace(tzinfo=local)
+        totals[key.astimezone(UTC)] += row.energy_wh
+    return [
+        EnergyBucket(start=key.astimezone(local), energy_wh=round(totals[key], 6)) for key in sorted(totals)
+    ]

@@ -33,6 +33,7 @@ from vatio.model.instants import from_ms, to_ms, utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy, minute_rollups
 from vatio.store.rollup import (
+    COUNTER_REACH_MS,
     DERIVED_TIERS,
     dirty_ranges,
     energy_buckets,
@@ -54,13 +55,13 @@ MIGRATIONS: list[list[str]] = [
             device_id TEXT NOT NULL, ts INTEGER NOT NULL, seq INTEGER,
             power_w REAL, energy_wh REAL, voltage_v REAL, current_a REAL,
             power_factor REAL, frequency_hz REAL, energy_export_wh REAL,
-            PRIMARY KEY (device_id, ts)) WITHOUT ROWID""",
+            PRIMARY KEY (device_id, ts)) STRICT, WITHOUT ROWID""",
         "CREATE INDEX readings_ts ON readings(ts)",
         """CREATE TABLE rollups (
             tier INTEGER NOT NULL, device_id TEXT NOT NULL, bucket INTEGER NOT NULL,
             samples INTEGER NOT NULL, power_count INTEGER NOT NULL, power_sum REAL NOT NULL,
             power_min REAL, power_max REAL, energy_wh REAL NOT NULL,
-            PRIMARY KEY (tier, device_id, bucket)) WITHOUT ROWID""",
+            PRIMARY KEY (tier, device_id, bucket)) STRICT, WITHOUT ROWID""",
         """CREATE TABLE rollup_dirty (
             id INTEGER PRIMARY KEY, device_id TEXT NOT NULL,
             start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL)""",
@@ -341,17 +342,31 @@ class SqliteStore:
         return len(ranges)
 
     def _recompute(self, db: sqlite3.Connection, device_id: str, start_ms: int, end_ms: int) -> None:
-        after = db.execute(
-            "SELECT min(ts) FROM readings WHERE device_id = ? AND ts > ?", (device_id, end_ms)
-        ).fetchone()[0]
-        first, last = minute_window(start_ms, end_ms, after)
+        def one(sql: str, *params: int) -> Any:
+            return db.execute(sql, (device_id, *params)).fetchone()[0]
+
+        first, last = minute_window(
+            start_ms,
+            end_ms,
+            one("SELECT min(ts) FROM readings WHERE device_id = ? AND ts > ?", end_ms),
+            one(
+                "SELECT min(ts) FROM readings WHERE device_id = ? AND ts > ? AND ts <= ? "
+                "AND energy_wh IS NOT NULL",
+                end_ms,
+                end_ms + COUNTER_REACH_MS,
+            ),
+        )
         cols = "ts, power_w, energy_wh"
-        prev = db.execute(
-            f"SELECT {cols} FROM readings WHERE device_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
-            (device_id, first),
+        before = f"SELECT {cols} FROM readings WHERE device_id = ? AND ts < ?"
+        # The predecessor, and the last counter reading within reach, so a
+        # window without counter readings still knows the device has a counter.
+        predecessors = db.execute(
+            f"{before} AND ts >= ? AND energy_wh IS NOT NULL ORDER BY ts DESC LIMIT 1",
+            (device_id, first, first - COUNTER_REACH_MS),
         ).fetchall()
+        predecessors += db.execute(f"{before} ORDER BY ts DESC LIMIT 1", (device_id, first)).fetchall()
         rows = (
-            prev
+            sorted(set(predecessors))
             + db.execute(
                 f"SELECT {cols} FROM readings WHERE device_id = ? AND ts >= ? AND ts <= ? ORDER BY ts",
                 (device_id, first, last + 60_000),
