@@ -30,6 +30,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _flush_interval(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"at most 1 second, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -197,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--protocol", type=int, choices=[4, 5], default=5)
     ingest.add_argument("--no-shared", action="store_true", help="plain subscription (no $share)")
     ingest.add_argument("--batch", type=_positive_int, default=10_000, help="readings per write")
-    ingest.add_argument("--flush-interval", type=_positive_float, default=0.5, help="seconds, at most 1")
+    ingest.add_argument("--flush-interval", type=_flush_interval, default=0.5, help="seconds, at most 1")
     ingest.add_argument("--no-rollups", action="store_true", help="leave rollups to another process")
     ingest.add_argument("--raw-days", type=_positive_int, default=None)
     ingest.add_argument("--report-every", type=_positive_float, default=None, help="print counters (JSON)")

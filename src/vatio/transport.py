@@ -36,9 +36,11 @@ class BrokerUrl:
         if parts.scheme not in DEFAULT_PORTS:
             raise ConfigError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
         try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
+            port = parts.port if parts.port is not None else DEFAULT_PORTS[parts.scheme]
         except ValueError as exc:
             raise ConfigError(f"broker URL {url!r} has an invalid port") from exc
+        if port == 0:
+            raise ConfigError(f"broker URL {url!r} has an invalid port")
         if not parts.hostname:
             raise ConfigError(f"broker URL {url!r} has no host")
         return cls(
@@ -53,7 +55,8 @@ class BrokerUrl:
         return ssl.create_default_context() if self.tls else None
 
     def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
 
 
 class Backoff:

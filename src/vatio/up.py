@@ -27,7 +27,7 @@ from vatio.errors import ConfigError
 from vatio.ingest.pipeline import IngestPipeline
 from vatio.ingest.service import IngestOptions, IngestService
 from vatio.sim.publish import SimCounters, SimOptions, run_sim
-from vatio.store import Store, open_store
+from vatio.store import Store, open_store, redact
 from vatio.store.maintenance import run_maintenance
 from vatio.transport import BrokerUrl
 
@@ -97,7 +97,9 @@ async def _run_stages(
     console.print(
         f"[bold green]Vatio is up[/]  API and dashboard: [link={api_url}]{api_url}[/] (docs: {api_url}/docs)"
     )
-    console.print(f"  MQTT broker: {broker}{' (in-process)' if embedded else ''}   store: {store.url}")
+    console.print(
+        f"  MQTT broker: {broker}{' (in-process)' if embedded else ''}   store: {redact(store.url)}"
+    )
     fleet = f"{options.homes} homes x {options.devices_per_home} meters"
     console.print(f"  simulating {fleet}, a reading every {options.interval_s:g}s")
     async with asyncio.TaskGroup() as group:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vatio.errors import StoreError
-from vatio.store.base import ONLINE_WINDOW, RetentionResult, Store, write_all
+from vatio.store.base import ONLINE_WINDOW, RetentionResult, Store, redact, write_all
 
 
 def open_store(url: str) -> Store:
@@ -27,4 +27,4 @@ def open_store(url: str) -> Store:
     raise StoreError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
 
 
-__all__ = ["ONLINE_WINDOW", "RetentionResult", "Store", "open_store", "write_all"]
+__all__ = ["ONLINE_WINDOW", "RetentionResult", "Store", "open_store", "redact", "write_all"]

@@ -7,6 +7,7 @@ Backends: :mod:`vatio.store.sqlite` (embedded default) and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,15 @@ from vatio.model import (
 
 #: A device is online while its last reading is younger than this.
 ONLINE_WINDOW = timedelta(minutes=5)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs.
+
+    >>> redact("postgresql://vatio:s3cret@db:5432/vatio")
+    'postgresql://vatio:***@db:5432/vatio'
+    """
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from vatio.model import (
     WriteResult,
 )
 from vatio.model.instants import from_ms, to_ms, utcnow
-from vatio.store.base import ONLINE_WINDOW, RetentionResult
+from vatio.store.base import ONLINE_WINDOW, RetentionResult, redact
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy, minute_rollups
 from vatio.store.rollup import (
     COUNTER_REACH_MS,
@@ -120,7 +120,9 @@ class PostgresStore:
                     self.url, min_size=self.min_connections, max_size=self.max_connections
                 )
             except (OSError, asyncpg.PostgresError) as exc:
-                raise StoreUnavailableError(f"cannot connect to PostgreSQL at {self.url}: {exc}") from exc
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {redact(self.url)}: {exc}"
+                ) from exc
         return self._pool
 
     async def close(self) -> None:

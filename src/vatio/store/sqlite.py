@@ -115,11 +115,11 @@ class SqliteStore:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            if self._path != ":memory:":
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             try:
+                if self._path != ":memory:":
+                    Path(self._path).parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            except sqlite3.Error as exc:
+            except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open {self._path}: {exc}") from exc
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
