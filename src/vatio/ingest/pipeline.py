@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import orjson
 
@@ -31,6 +32,8 @@ from vatio.model.instants import utcnow
 from vatio.store import Store
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: How many per-reading reasons a dead letter spells out before summarising.
 MAX_REASONS = 5
@@ -48,6 +51,7 @@ class IngestCounters:
     status_updates: int = 0
     flushes: int = 0
     write_errors: int = 0
+    lost_dead_letters: int = 0
     paused: int = 0
     last_flush_s: float = 0.0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
@@ -135,6 +139,11 @@ class IngestPipeline:
         except ContractError as exc:
             self._dead_letter(topic, payload, str(exc))
             return
+        except Exception as exc:
+            # A decoder bug must cost one message, not the consumer.
+            log.exception("unexpected error decoding a message on %s", topic)
+            self._dead_letter(topic, payload, f"internal error while decoding: {exc!r}")
+            return
         batch = current.batch
         if decoded.readings:
             counters.readings_received += len(decoded.readings)
@@ -156,15 +165,20 @@ class IngestPipeline:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise ContractError(f"status payload is not valid JSON: {exc}") from exc
-        if not isinstance(body, dict) or body.get("v") != 1 or not isinstance(body.get("online"), bool):
+        version = body.get("v") if isinstance(body, dict) else None
+        # type(): True and 1.0 equal 1, and the telemetry validator refuses them as versions too.
+        if type(version) is not int or version != 1 or not isinstance(body.get("online"), bool):
             raise ContractError('status must be {"v": 1, "online": bool, ...}')
         firmware = body.get("fw")
-        if firmware is not None and not isinstance(firmware, str):
-            raise ContractError("must be a string", field="fw")
+        # PostgreSQL text cannot hold NUL: such a firmware would fail the flusher's commit.
+        if firmware is not None and (not isinstance(firmware, str) or "\x00" in firmware):
+            raise ContractError("must be a string without NUL characters", field="fw")
         assert parsed.device is not None
         return _Status(parsed.device, parsed.site, body["online"], firmware, self._now)
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
+        # Reasons quote the input (an unknown key's name); PostgreSQL text cannot hold NUL.
+        reason = reason.replace("\x00", "\\x00")
         self._open.batch.dead_letters.append(
             DeadLetter(received_at=self._now, topic=topic, reason=reason, payload=payload)
         )
@@ -208,28 +222,45 @@ class IngestPipeline:
             self.resume()
 
     async def _commit(self, current: _OpenBatch) -> None:
+        if current.batch:
+            await self._retrying(self._write, current)
+        for status in current.statuses:
+            await self._retrying(self._write_status, status)
+
+    async def _write(self, current: _OpenBatch) -> None:
+        try:
+            result = await self.store.write(current.batch)
+        except BatchRejectedError as exc:
+            if not current.batch.readings:
+                # Even the dead letters were refused: nothing left to try.
+                log.error("store refused %d dead letters: %s", len(current.batch.dead_letters), exc)
+                self.counters.lost_dead_letters += len(current.batch.dead_letters)
+                return
+            # Validation should make this impossible; if the database still
+            # refuses, keep the readings as dead letters rather than block.
+            log.error("store rejected a batch: %s", exc)
+            current.batch = _rejected_batch(current.batch, str(exc), self._now)
+            await self._write(current)
+            return
+        self.counters.readings_inserted += result.inserted
+        self.counters.duplicates += result.duplicates
+
+    async def _write_status(self, status: _Status) -> None:
+        try:
+            await self.store.set_device_status(
+                status.device_id, status.site_id, online=status.online, firmware=status.firmware, at=status.at
+            )
+        except BatchRejectedError as exc:
+            log.error("store refused the status of %s: %s", status.device_id, exc)
+            return
+        self.counters.status_updates += 1
+
+    async def _retrying(self, write: Callable[[_T], Awaitable[None]], item: _T) -> None:
         delay = 0.2
         while True:
             try:
-                if current.batch:
-                    result = await self.store.write(current.batch)
-                    self.counters.readings_inserted += result.inserted
-                    self.counters.duplicates += result.duplicates
-                for status in current.statuses:
-                    await self.store.set_device_status(
-                        status.device_id,
-                        status.site_id,
-                        online=status.online,
-                        firmware=status.firmware,
-                        at=status.at,
-                    )
-                    self.counters.status_updates += 1
+                await write(item)
                 return
-            except BatchRejectedError as exc:
-                # Validation should make this impossible; if the database still
-                # refuses, keep the readings as dead letters rather than block.
-                log.error("store rejected a batch: %s", exc)
-                current.batch = _rejected_batch(current.batch, str(exc), self._now)
             except (StoreError, OSError) as exc:
                 # Keep the batch and its unacknowledged messages: nothing is lost
                 # while the database is away, and the broker holds the rest.
@@ -247,7 +278,7 @@ def _rejected_batch(batch: WriteBatch, reason: str, now: datetime) -> WriteBatch
             DeadLetter(
                 received_at=now,
                 topic=f"store/{batch.sites[device]}/{device}",
-                reason=f"store rejected the batch: {reason}",
+                reason=f"store rejected the batch: {reason}".replace("\x00", "\\x00"),
                 payload=orjson.dumps(rows, default=str),
             )
         )

@@ -61,12 +61,11 @@ class IngestService:
 
     async def run(self) -> None:
         """Run until cancelled; on cancellation the open batch is committed and acked."""
-        flusher = asyncio.create_task(self.pipeline.run(), name="ingest-flusher")
-        try:
-            await self._connect_forever(self.options.subscriptions())
-        finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+        # One TaskGroup: if the flusher dies, the consumer stops with it (and its
+        # unacknowledged messages wait in the broker) instead of running on idle.
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.pipeline.run(), name="ingest-flusher")
+            group.create_task(self._connect_forever(self.options.subscriptions()), name="ingest-mqtt")
 
     async def _connect_forever(self, subscriptions: Sequence[str]) -> None:
         backoff = Backoff()

@@ -262,6 +262,17 @@ class PostgresStore:
         self, device_id: str, site_id: str, *, online: bool, firmware: str | None, at: datetime
     ) -> None:
         pool = await self._get_pool()
+        try:
+            await self._set_status(pool, device_id, site_id, online=online, firmware=firmware, at=at)
+        except asyncpg.DataError as exc:
+            raise BatchRejectedError(f"status rejected by PostgreSQL: {exc}") from exc
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
+
+    @staticmethod
+    async def _set_status(
+        pool: asyncpg.Pool, device_id: str, site_id: str, *, online: bool, firmware: str | None, at: datetime
+    ) -> None:
         await pool.execute(
             "INSERT INTO devices (device_id, site_id, first_seen, last_seen, status_online, firmware, "
             "status_at) VALUES ($1, $2, $3, $3, $4, $5, $3) ON CONFLICT (device_id) DO UPDATE SET "
