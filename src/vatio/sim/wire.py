@@ -12,7 +12,7 @@ import itertools
 from types import TracebackType
 from typing import Literal, Self
 
-from vatio.ingest.mqtt import MqttConnectionLost, decode_varint, encode_connect, encode_publish
+from vatio.ingest.mqtt_codec import MqttConnectionLost, decode_varint, encode_connect, encode_publish
 
 _DISCONNECT = b"\xe0\x00"
 

@@ -1,0 +1,1 @@
+"""Ingest: consume telemetry from the broker, validate, batch, write, then acknowledge."""
