@@ -30,6 +30,7 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+	$(BIN)/mypy tests bench
 
 test: $(VENV)/.installed-dev lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

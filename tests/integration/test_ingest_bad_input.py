@@ -69,7 +69,7 @@ from vatio.contracts import (
     telemetry_topic,
 )
 from vatio.errors import ContractError
-from vatio.ingest.mqtt import encode_connect, encode_varint
+from vatio.ingest.mqtt_codec import encode_connect, encode_varint
 from vatio.ingest.pipeline import MAX_REASONS, IngestPipeline
 from vatio.ingest.service import IngestOptions, IngestService
 from vatio.model import Reading
