@@ -1,4 +1,4 @@
-"""The `vatio` command: up, ingest, sim, api, db, bench.
+"""The `vatio` command: up, ingest, sim, api, db, score, eval, bench.
 
 Invalid input (a bad URL, an unknown option, an unreachable database at start)
 prints one clear line on stderr and exits with code 2.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.util
 import json
 import logging
@@ -246,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--raw-days", type=_positive_int, required=True)
     db.set_defaults(handler=cmd_db)
 
+    for words, (_, text) in DELEGATED.items():
+        if len(words) == 1:
+            sub.add_parser(words[0], help=text, add_help=False)
+    sim.epilog = "also: vatio sim replay FILE ..., vatio sim calibrate (see --help of each)"
+
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (prints JSON)")
     bench.add_argument("name", help="e.g. ingest, mqtt-clients")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark")
@@ -253,7 +259,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands with their own parser in their own module: (words) -> module with main(argv).
+DELEGATED: dict[tuple[str, ...], tuple[str, str]] = {
+    ("score",): ("vatio.score", "score a CSV file causally (the vatio score contract)"),
+    ("eval",): ("vatio.eval.report", "evaluate detectors on simulated and real homes"),
+    ("sim", "replay"): ("vatio.sim.replay", "replay a real data set through the pipeline"),
+    ("sim", "calibrate"): ("vatio.sim.calibrate", "compare simulated homes with real ones"),
+}
+
+
+def _delegate(argv: Sequence[str]) -> int | None:
+    for words, (module_name, _) in DELEGATED.items():
+        if tuple(argv[: len(words)]) == words:
+            module = importlib.import_module(module_name)
+            try:
+                return int(module.main(list(argv[len(words) :])) or 0)
+            except VatioError as exc:
+                print(f"vatio {' '.join(words)}: error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    delegated = _delegate(argv)
+    if delegated is not None:
+        return delegated
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,111 @@
+"""Seasonal and baseload detectors on completed hours (back-end tier, batch path).
+
+Rows are aggregated into UTC hours; the detectors compare each completed hour
+with the same hour-of-week in past weeks, so a row is judged with hours that
+ended before its own hour began: strictly causal, at most one hour late.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from vatio.detect.base import DeviceSeries, FloatArray, IntArray
+
+HOUR = 3600
+WEEK_H = 168
+MAD_SCALE = 1.4826
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyView:
+    """The series as hourly means; ``row_hour`` maps each row to its hour index."""
+
+    first_hour: int
+    mean_w: FloatArray
+    row_hour: IntArray
+
+
+def hourly(series: DeviceSeries) -> HourlyView:
+    hour = series.ts // HOUR
+    first = int(hour[0]) if len(hour) else 0
+    idx = (hour - first).astype(np.int64)
+    n = int(idx[-1]) + 1 if len(idx) else 0
+    ok = ~np.isnan(series.power_w)
+    sums = np.bincount(idx[ok], weights=series.power_w[ok], minlength=n)
+    counts = np.bincount(idx[ok], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return HourlyView(first_hour=first, mean_w=mean, row_hour=idx)
+
+
+def rolling_mean(values: FloatArray, window: int, min_count: int) -> FloatArray:
+    """Causal mean of the last ``window`` values (inclusive), NaN-aware."""
+    ok = ~np.isnan(values)
+    csum = np.concatenate(([0.0], np.cumsum(np.where(ok, values, 0.0))))
+    ccount = np.concatenate(([0], np.cumsum(ok)))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    count = ccount[idx] - ccount[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= min_count, (csum[idx] - csum[lo]) / np.maximum(count, 1), np.nan)
+
+
+def rolling_low(values: FloatArray, window: int, q: float) -> FloatArray:
+    """Causal ``q``-quantile of the last ``window`` values, NaN-aware."""
+    n = len(values)
+    if n == 0:
+        return values.copy()
+    padded = np.concatenate((np.full(window - 1, np.nan), values))
+    view = np.lib.stride_tricks.sliding_window_view(padded, window)
+    out = np.full(n, np.nan)
+    enough = np.sum(~np.isnan(view), axis=1) >= window // 2
+    if enough.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[enough] = np.nanquantile(view[enough], q, axis=1)
+    return out
+
+
+def past_weeks(values: FloatArray, weeks: int, period: int = WEEK_H) -> FloatArray:
+    """Matrix of the same slot in each of the past ``weeks`` periods (NaN before the start)."""
+    n = len(values)
+    out = np.full((n, weeks), np.nan)
+    for k in range(1, weeks + 1):
+        lag = k * period
+        if lag < n:
+            out[lag:, k - 1] = values[: n - lag]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """A per-hour robust z-score with the numbers behind it."""
+
+    z: FloatArray
+    observed: FloatArray
+    expected: FloatArray
+    spread: FloatArray
+
+
+def seasonal_deviation(
+    level: FloatArray, *, weeks: int, min_weeks: int, floor_w: float, floor_frac: float, period: int
+) -> Deviation:
+    """Robust z of ``level`` against the same slot of past periods (median ± MAD).
+
+    The median of several past weeks is what keeps an anomaly out of the
+    baseline: one anomalous week moves a median of six very little.
+    """
+    history = past_weeks(level, weeks, period)
+    valid = np.sum(~np.isnan(history), axis=1)
+    # All-NaN rows (the first weeks) are expected: their result is NaN, silently.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(history, axis=1)
+        mad = np.nanmedian(np.abs(history - expected[:, None]), axis=1) * MAD_SCALE
+    spread = np.maximum(np.nan_to_num(mad, nan=0.0), np.maximum(floor_w, floor_frac * np.abs(expected)))
+    z = (level - expected) / spread
+    z = np.where((valid >= min_weeks) & ~np.isnan(z), z, 0.0)
+    return Deviation(z=z, observed=level, expected=expected, spread=spread)

@@ -1,0 +1,82 @@
+"""Data-quality detectors on the rows themselves (edge tier, batch path).
+
+Each returns a score per row (0 = fine; >= 1 = as anomalous as the detector's
+threshold of evidence) from rows up to and including that row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vatio.detect.base import DeviceSeries, FloatArray
+
+
+def gaps(series: DeviceSeries, *, min_missing_steps: int = 3) -> FloatArray:
+    """The first row after a hole of ``min_missing_steps`` or more missing intervals."""
+    score = np.zeros(len(series))
+    if len(series) < 2:
+        return score
+    missing = np.diff(series.ts) / series.step_s - 1
+    score[1:] = np.where(missing >= min_missing_steps, missing / min_missing_steps, 0.0)
+    nan = np.isnan(series.power_w) & (series.energy_wh is None or np.isnan(series.energy_wh))
+    return np.where(nan, 1.0, score)
+
+
+def clock_faults(series: DeviceSeries) -> FloatArray:
+    """Rows out of order, duplicated, or off the series' time grid."""
+    score = np.zeros(len(series))
+    if len(series) < 2:
+        return score
+    step = np.diff(series.ts)
+    score[1:] = np.where(step <= 0, 2.0, 0.0)
+    phase = series.ts % series.step_s
+    usual = np.bincount(phase[: min(len(phase), 200)] % max(series.step_s, 1)).argmax()
+    return np.maximum(score, np.where(phase != usual, 1.5, 0.0))
+
+
+def counter_faults(series: DeviceSeries, *, max_power_w: float = 50_000.0) -> FloatArray:
+    """Interval energy that is negative or beyond what the home could draw: a reset."""
+    if series.energy_wh is None:
+        return np.zeros(len(series))
+    ceiling = max_power_w * series.step_s / 3600.0
+    energy = series.energy_wh
+    bad = (energy < -1e-9) | (energy > ceiling)
+    return np.where(bad & ~np.isnan(energy), 3.0, 0.0)
+
+
+def stuck(series: DeviceSeries, *, min_hours: float = 4.0) -> FloatArray:
+    """Runs of identical non-zero values long enough that a live meter could not produce them."""
+    power = series.power_w
+    n = len(power)
+    score = np.zeros(n)
+    if n < 2:
+        return score
+    same = np.zeros(n, dtype=bool)
+    same[1:] = (np.abs(np.diff(power)) < 1e-6) & (power[1:] > 1.0)
+    # Length of the current run of repeats, causally.
+    idx = np.arange(n)
+    last_change = np.maximum.accumulate(np.where(~same, idx, 0))
+    run_s = (idx - last_change) * series.step_s
+    return np.where(same, run_s / (min_hours * 3600.0), 0.0)
+
+
+def spikes(series: DeviceSeries, *, warmup: int = 48, factor: float = 3.0) -> FloatArray:
+    """A value far above everything seen before: ``factor`` x the running max of past values.
+
+    The running max is taken over rows judged normal only, so a spike does not
+    raise the bar for the next one.
+    """
+    power = np.nan_to_num(series.power_w, nan=0.0)
+    n = len(power)
+    score = np.zeros(n)
+    if n <= warmup:
+        return score
+    # The max of the past excluding spikes needs a loop; it is one comparison a row.
+    ceiling = float(np.max(power[:warmup])) if warmup else 0.0
+    for i in range(warmup, n):
+        value = power[i]
+        if ceiling > 0 and value > factor * ceiling:
+            score[i] = value / (factor * ceiling)
+        elif value > ceiling:
+            ceiling = value
+    return score
