@@ -1,5 +1,6 @@
 """Pure domain types shared by every stage. No I/O here."""
 
+from vatio.model.detection import Anomaly, ModelStatus, ModelVersion
 from vatio.model.reading import (
     MEASUREMENTS,
     DeadLetter,
@@ -20,10 +21,13 @@ from vatio.model.series import (
 __all__ = [
     "BUCKET_SECONDS",
     "MEASUREMENTS",
+    "Anomaly",
     "DeadLetter",
     "Device",
     "EnergyBucket",
     "EnergyPeriod",
+    "ModelStatus",
+    "ModelVersion",
     "Reading",
     "Resolution",
     "RollupRow",

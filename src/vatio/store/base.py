@@ -14,10 +14,13 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from vatio.model import (
+    Anomaly,
     DeadLetter,
     Device,
     EnergyBucket,
     EnergyPeriod,
+    ModelStatus,
+    ModelVersion,
     Reading,
     Resolution,
     RollupRow,
@@ -92,9 +95,7 @@ class Store(Protocol):
     ) -> list[Reading]:
         """Raw readings with ``start <= ts < end``, oldest first."""
 
-    async def rollups(
-        self, device_id: str, start: datetime, end: datetime, resolution: Resolution
-    ) -> list[RollupRow]:
+    async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
         """Buckets of one rollup tier whose start lies in ``[start, end)``."""
 
     async def energy(
@@ -119,6 +120,43 @@ class Store(Protocol):
 
     async def stats(self) -> StoreStats:
         """Counts of readings, devices, dead letters, rollup rows, pending ranges."""
+
+    # -- detection -------------------------------------------------------------------
+    async def record_anomaly(self, anomaly: Anomaly) -> tuple[Anomaly, bool]:
+        """Open an episode for ``(device_id, kind)`` or extend the open one.
+
+        Returns the stored episode and whether it was newly opened — what
+        alerting keys on, so a restarted detector raises no second alert.
+        """
+
+    async def close_anomaly(self, device_id: str, kind: str, *, at: datetime) -> Anomaly | None:
+        """Close the open episode of ``(device_id, kind)``, if any."""
+
+    async def anomalies(
+        self,
+        *,
+        device_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+    ) -> list[Anomaly]:
+        """Episodes overlapping ``[start, end)``, newest first."""
+
+    async def save_states(self, detector: str, states: dict[str, bytes], *, at: datetime) -> None:
+        """Checkpoint per-device detector state (replaces the previous checkpoint)."""
+
+    async def load_states(self, detector: str) -> dict[str, bytes]:
+        """The last checkpoint of every device for ``detector``."""
+
+    async def save_model(self, model: ModelVersion) -> ModelVersion:
+        """Store a new model version (its ``version`` is assigned: previous + 1)."""
+
+    async def models(self, *, detector: str | None = None, device_id: str | None = None) -> list[ModelVersion]:
+        """Model versions, newest first."""
+
+    async def set_model_status(self, model_id: int, status: ModelStatus) -> ModelVersion:
+        """Change a version's status; promoting to live retires the previous live one."""
 
 
 async def write_all(store: Store, readings: Sequence[Reading], site_id: str) -> WriteResult:

@@ -35,6 +35,8 @@ from vatio.model import (
 from vatio.model.instants import from_ms, to_ms, utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult, redact
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy, minute_rollups
+from vatio.store.postgres_detection import MIGRATION as DETECTION_MIGRATION
+from vatio.store.postgres_detection import PostgresDetectionMixin
 from vatio.store.rollup import (
     COUNTER_REACH_MS,
     DERIVED_TIERS,
@@ -88,6 +90,7 @@ MIGRATIONS: list[list[str]] = [
             id bigserial PRIMARY KEY, received_at timestamptz NOT NULL,
             topic text NOT NULL, reason text NOT NULL, payload bytea NOT NULL)""",
     ],
+    DETECTION_MIGRATION,
 ]
 
 
@@ -95,7 +98,7 @@ def _partition_name(day: date) -> str:
     return f"readings_p{day:%Y%m%d}"
 
 
-class PostgresStore:
+class PostgresStore(PostgresDetectionMixin):
     """The production :class:`~vatio.store.base.Store` on PostgreSQL 15+."""
 
     def __init__(
@@ -120,9 +123,7 @@ class PostgresStore:
                     self.url, min_size=self.min_connections, max_size=self.max_connections
                 )
             except (OSError, asyncpg.PostgresError) as exc:
-                raise StoreUnavailableError(
-                    f"cannot connect to PostgreSQL at {redact(self.url)}: {exc}"
-                ) from exc
+                raise StoreUnavailableError(f"cannot connect to PostgreSQL at {redact(self.url)}: {exc}") from exc
         return self._pool
 
     async def close(self) -> None:
@@ -202,9 +203,7 @@ class PostgresStore:
                     if batch.dead_letters:
                         await conn.copy_records_to_table(
                             "dead_letters",
-                            records=[
-                                (d.received_at, d.topic, d.reason, d.payload) for d in batch.dead_letters
-                            ],
+                            records=[(d.received_at, d.topic, d.reason, d.payload) for d in batch.dead_letters],
                             columns=("received_at", "topic", "reason", "payload"),
                         )
             except (
@@ -235,8 +234,7 @@ class PostgresStore:
             pass
         unique = list({(r.device_id, r.ts): r for r in reversed(readings)}.values())
         await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS readings_stage "
-            "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            "CREATE TEMP TABLE IF NOT EXISTS readings_stage (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         await conn.copy_records_to_table("readings_stage", records=unique, columns=READING_COLUMNS)
         status = await conn.execute(
@@ -304,8 +302,7 @@ class PostgresStore:
     ) -> list[Reading]:
         pool = await self._get_pool()
         rows = await pool.fetch(
-            f"SELECT {_COLS} FROM readings WHERE device_id = $1 AND ts >= $2 AND ts < $3 "
-            "ORDER BY ts LIMIT $4",
+            f"SELECT {_COLS} FROM readings WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
             device_id,
             start,
             end,
@@ -313,9 +310,7 @@ class PostgresStore:
         )
         return [Reading(*row) for row in rows]
 
-    async def rollups(
-        self, device_id: str, start: datetime, end: datetime, resolution: Resolution
-    ) -> list[RollupRow]:
+    async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
         tier = resolution_seconds(resolution)
         pool = await self._get_pool()
         rows = await pool.fetch(

@@ -92,6 +92,4 @@ def energy_buckets(rows: Iterable[RollupRow], period: EnergyPeriod, tz: str) -> 
             # Local midnight may have another UTC offset than `at`: re-resolve it.
             key = key.replace(tzinfo=None).replace(tzinfo=local)
         totals[key.astimezone(UTC)] += row.energy_wh
-    return [
-        EnergyBucket(start=key.astimezone(local), energy_wh=round(totals[key], 6)) for key in sorted(totals)
-    ]
+    return [EnergyBucket(start=key.astimezone(local), energy_wh=round(totals[key], 6)) for key in sorted(totals)]

@@ -41,6 +41,8 @@ from vatio.store.rollup import (
     resolution_seconds,
     tier_span,
 )
+from vatio.store.sqlite_detection import MIGRATION as DETECTION_MIGRATION
+from vatio.store.sqlite_detection import SqliteDetectionMixin
 
 T = TypeVar("T")
 
@@ -69,11 +71,11 @@ MIGRATIONS: list[list[str]] = [
             id INTEGER PRIMARY KEY AUTOINCREMENT, received_at INTEGER NOT NULL,
             topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL)""",
     ],
+    DETECTION_MIGRATION,
 ]
 
 _READING_COLUMNS = (
-    "device_id, ts, seq, power_w, energy_wh, voltage_v, current_a, "
-    "power_factor, frequency_hz, energy_export_wh"
+    "device_id, ts, seq, power_w, energy_wh, voltage_v, current_a, power_factor, frequency_hz, energy_export_wh"
 )
 
 
@@ -88,7 +90,7 @@ def path_from_url(url: str) -> str:
     return path
 
 
-class SqliteStore:
+class SqliteStore(SqliteDetectionMixin):
     """The embedded :class:`~vatio.store.base.Store`.
 
     >>> import asyncio
@@ -239,10 +241,7 @@ class SqliteStore:
         self, device_id: str, start: datetime, end: datetime, *, limit: int | None = None
     ) -> list[Reading]:
         def _query() -> list[Reading]:
-            sql = (
-                f"SELECT {_READING_COLUMNS} FROM readings "
-                "WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
-            )
+            sql = f"SELECT {_READING_COLUMNS} FROM readings WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
             params: tuple[Any, ...] = (device_id, to_ms(start), to_ms(end))
             if limit is not None:
                 sql += " LIMIT ?"
@@ -251,9 +250,7 @@ class SqliteStore:
 
         return await self._run(_query)
 
-    async def rollups(
-        self, device_id: str, start: datetime, end: datetime, resolution: Resolution
-    ) -> list[RollupRow]:
+    async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
         tier = resolution_seconds(resolution)
         lo, hi = to_ms(start) // 1000, -(-to_ms(end) // 1000)
 
@@ -287,8 +284,7 @@ class SqliteStore:
                 (limit,),
             )
             return [
-                DeadLetter(received_at=from_ms(r[1]), topic=r[2], reason=r[3], payload=r[4], id=r[0])
-                for r in cursor
+                DeadLetter(received_at=from_ms(r[1]), topic=r[2], reason=r[3], payload=r[4], id=r[0]) for r in cursor
             ]
 
         return await self._run(_query)
@@ -318,9 +314,7 @@ class SqliteStore:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            top = db.execute(
-                "SELECT id FROM rollup_dirty ORDER BY id LIMIT 1 OFFSET ?", (max_ranges - 1,)
-            ).fetchone()
+            top = db.execute("SELECT id FROM rollup_dirty ORDER BY id LIMIT 1 OFFSET ?", (max_ranges - 1,)).fetchone()
             limit_id = top[0] if top else db.execute("SELECT max(id) FROM rollup_dirty").fetchone()[0]
             if limit_id is None:
                 db.execute("COMMIT")
@@ -350,8 +344,7 @@ class SqliteStore:
             end_ms,
             one("SELECT min(ts) FROM readings WHERE device_id = ? AND ts > ?", end_ms),
             one(
-                "SELECT min(ts) FROM readings WHERE device_id = ? AND ts > ? AND ts <= ? "
-                "AND energy_wh IS NOT NULL",
+                "SELECT min(ts) FROM readings WHERE device_id = ? AND ts > ? AND ts <= ? AND energy_wh IS NOT NULL",
                 end_ms,
                 end_ms + COUNTER_REACH_MS,
             ),
