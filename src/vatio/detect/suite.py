@@ -1,9 +1,10 @@
 """Vatio's detector suite: seasonal, baseload and data-quality detectors fused.
 
-Every component scores on one scale — 1.0 is "as unusual as the component's
-evidence rule" (about four robust standard deviations for the statistical
-ones) — so a single :class:`~vatio.detect.base.Threshold` decides for the
-fused score, and the component with the highest score names the ``kind``.
+Statistical components score in units of four robust standard deviations;
+rule-based data-quality faults (gaps, clock faults, counter resets, stuck
+meters) score ``CERTAIN`` and more once their rule holds. A single
+:class:`~vatio.detect.base.Threshold` decides for the fused score, and the
+component with the highest score names the ``kind``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from vatio.detect.hourly import (
 )
 
 Z_UNIT = 4.0
+#: Score of a rule-based fault whose rule holds (a statistical score rarely gets near).
+CERTAIN = 100.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -34,7 +37,7 @@ class VatioDetector:
     >>> import numpy as np
     >>> ts = np.arange(0, 5 * 7 * 86400, 1800, dtype=np.int64)
     >>> power = 300 + 200 * np.sin(2 * np.pi * ts / 86400)
-    >>> power[-48:] += 1500                      # an appliance left on for a day
+    >>> power[-48:] += 800                       # an appliance left on for a day
     >>> series = DeviceSeries("d", ts, power.astype(float), 1800)
     >>> scores = VatioDetector().score_series(series)
     >>> bool(scores.score[-44] > 1.0), str(scores.kind[-44])   # three hours in
@@ -118,12 +121,17 @@ class VatioDetector:
 
     @staticmethod
     def _row_components(series: DeviceSeries) -> dict[str, FloatArray]:
+        # Rule-based faults are near-certain once their rule holds, so they
+        # rank above any statistical deviation; below their rule they stay 0.
+        def certain(score: FloatArray) -> FloatArray:
+            return np.where(score >= 1.0, CERTAIN * score, 0.0)
+
         return {
-            "gap": quality.gaps(series),
-            "clock_skew": quality.clock_faults(series),
-            "counter_reset": quality.counter_faults(series),
-            "stuck_meter": quality.stuck(series),
-            "spike": quality.spikes(series),
+            "gap": certain(quality.gaps(series)),
+            "clock_skew": certain(quality.clock_faults(series)),
+            "counter_reset": certain(quality.counter_faults(series)),
+            "stuck_meter": certain(quality.stuck(series)),
+            "spike": 10.0 * quality.spikes(series),
         }
 
 
