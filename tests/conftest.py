@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from vatio.store.base import Store
-from vatio.testing import PG_ADMIN_URL, create_database, drop_database
+from vatio.testing import PG_ADMIN_URL, create_database, drop_database, mosquitto
 
 T = TypeVar("T")
 
@@ -149,9 +149,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store_factory(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[StoreFactory]:
+async def store_factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
     """Opens migrated, empty stores of the backend under test; all closed after the test.
 
     The first store of a PostgreSQL test lives in the session database with
@@ -191,3 +189,10 @@ def _sqlite_store(url: str) -> Store:
 async def store(store_factory: StoreFactory) -> Store:
     """A migrated, empty store of each backend (``sqlite`` and ``postgres``)."""
     return await store_factory()
+
+
+@pytest.fixture
+def broker_port() -> Iterator[int]:
+    """A private mosquitto (deployment settings: unbounded session queues) on a free port."""
+    with mosquitto() as port:
+        yield port

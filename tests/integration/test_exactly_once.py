@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -21,26 +20,12 @@ import pytest
 from vatio.contracts import encode_telemetry, telemetry_topic
 from vatio.model import Reading
 from vatio.sim.wire import FastPublisher
-from vatio.testing import create_database, drop_database, mosquitto
 
 pytestmark = pytest.mark.integration
 
 READINGS = 100_000
 DEVICES = 200
 PER_MESSAGE = 2
-
-
-@pytest.fixture
-def broker_port() -> Iterator[int]:
-    with mosquitto() as port:
-        yield port
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    url = await create_database("vatio_eo")
-    yield url
-    await drop_database(url)
 
 
 def _start_ingest(port: int, db: str) -> subprocess.Popen[bytes]:
@@ -76,11 +61,11 @@ def _messages() -> list[tuple[str, bytes]]:
     return out
 
 
-async def test_every_reading_stored_exactly_once_across_sigkill(broker_port: int, pg_url: str) -> None:
-    migrate = [sys.executable, "-m", "vatio.cli", "db", "migrate", "--db", pg_url]
+async def test_every_reading_stored_exactly_once_across_sigkill(broker_port: int, fresh_pg_url: str) -> None:
+    migrate = [sys.executable, "-m", "vatio.cli", "db", "migrate", "--db", fresh_pg_url]
     await asyncio.to_thread(subprocess.run, migrate, check=True)
-    conn = await asyncpg.connect(pg_url)
-    ingest = _start_ingest(broker_port, pg_url)
+    conn = await asyncpg.connect(fresh_pg_url)
+    ingest = _start_ingest(broker_port, fresh_pg_url)
     try:
         messages = _messages()
         async with FastPublisher(host="127.0.0.1", port=broker_port, client_id="eo-pub", window=500) as pub:
@@ -98,7 +83,7 @@ async def test_every_reading_stored_exactly_once_across_sigkill(broker_port: int
                     ingest.wait()
                     killed_at = await _stored(conn)
                 if i == len(messages) // 2:
-                    ingest = _start_ingest(broker_port, pg_url)
+                    ingest = _start_ingest(broker_port, fresh_pg_url)
             await pub.drain()
         assert killed_at is not None
         assert 0 < killed_at < READINGS, "the kill must land while the stream is flowing"

@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -15,24 +14,10 @@ import pytest
 from vatio.contracts import encode_telemetry, telemetry_topic
 from vatio.model import Reading
 from vatio.sim.wire import FastPublisher
-from vatio.testing import create_database, drop_database, mosquitto
 
 pytestmark = pytest.mark.integration
 
 MESSAGES = 20_000
-
-
-@pytest.fixture
-def broker_port() -> Iterator[int]:
-    with mosquitto() as port:
-        yield port
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    url = await create_database("vatio_shared")
-    yield url
-    await drop_database(url)
 
 
 async def _last_counters(proc: asyncio.subprocess.Process) -> dict[str, int]:
@@ -44,10 +29,10 @@ async def _last_counters(proc: asyncio.subprocess.Process) -> dict[str, int]:
     return counters
 
 
-async def test_two_ingest_processes_split_the_stream(broker_port: int, pg_url: str) -> None:
+async def test_two_ingest_processes_split_the_stream(broker_port: int, fresh_pg_url: str) -> None:
     cli = [sys.executable, "-m", "vatio.cli"]
-    await asyncio.to_thread(subprocess.run, [*cli, "db", "migrate", "--db", pg_url], check=True)
-    ingest = [*cli, "ingest", "--broker", f"mqtt://127.0.0.1:{broker_port}", "--db", pg_url]
+    await asyncio.to_thread(subprocess.run, [*cli, "db", "migrate", "--db", fresh_pg_url], check=True)
+    ingest = [*cli, "ingest", "--broker", f"mqtt://127.0.0.1:{broker_port}", "--db", fresh_pg_url]
     procs = [
         await asyncio.create_subprocess_exec(
             *ingest,
@@ -60,7 +45,7 @@ async def test_two_ingest_processes_split_the_stream(broker_port: int, pg_url: s
         )
         for name in ("a", "b")
     ]
-    conn = await asyncpg.connect(pg_url)
+    conn = await asyncpg.connect(fresh_pg_url)
     try:
         await asyncio.sleep(2.0)  # both subscribe before the stream starts
         start = datetime(2026, 11, 22, tzinfo=UTC)
