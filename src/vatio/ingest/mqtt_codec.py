@@ -174,10 +174,30 @@ def encode_connect(
     max_packet_bytes: int = 0,
     username: str | None = None,
     password: str | None = None,
+    will_topic: str | None = None,
+    will_payload: bytes = b"",
+    will_qos: int = 0,
+    will_retain: bool = False,
 ) -> bytes:
-    """Encode CONNECT; the v5 properties carry the session and flow-control limits."""
+    """Encode CONNECT; the v5 properties carry the session and flow-control limits.
+
+    ``will_topic`` registers a last will: the broker publishes ``will_payload``
+    there (at ``will_qos``, retained if ``will_retain``) when the connection
+    ends without a DISCONNECT (MQTT 3.1.1 §3.1.2.5, MQTT 5 §3.1.2.5), which
+    is how a device's retained status turns offline when it dies.
+
+    >>> encode_connect(client_id="m", protocol=4, clean_start=True, keepalive_s=30,
+    ...                will_topic="s", will_payload=b"off", will_qos=1, will_retain=True)
+    b'\\x10\\x15\\x00\\x04MQTT\\x04.\\x00\\x1e\\x00\\x01m\\x00\\x01s\\x00\\x03off'
+    """
+    if will_topic is None and (will_payload or will_qos or will_retain):
+        raise ValueError("will_payload, will_qos and will_retain need a will_topic")
+    if will_qos not in (0, 1, 2):
+        raise ValueError(f"will_qos must be 0, 1 or 2, not {will_qos}")
     flags = (0x02 if clean_start else 0) | (0x80 if username is not None else 0)
     flags |= 0x40 if password is not None else 0
+    if will_topic is not None:
+        flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
     header = _string("MQTT") + bytes((protocol, flags)) + keepalive_s.to_bytes(2)
     if protocol == 5:
         props = b"\x21" + receive_maximum.to_bytes(2) + b"\x22" + TOPIC_ALIAS_MAXIMUM.to_bytes(2)
@@ -187,6 +207,9 @@ def encode_connect(
             props += b"\x27" + max_packet_bytes.to_bytes(4)
         header += encode_varint(len(props)) + props
     payload = _string(client_id)
+    if will_topic is not None:
+        # v5 puts the (here empty) will properties before the will topic.
+        payload += (b"\x00" if protocol == 5 else b"") + _string(will_topic) + _string(will_payload)
     if username is not None:
         payload += _string(username)
     if password is not None:

@@ -64,9 +64,7 @@ class _MeterLink:
         self.status = status_topic(meter.site_id, meter.device_id)
         self.topic = telemetry_topic(meter.site_id, meter.device_id, options.encoding)
         version = paho.MQTTv5 if options.protocol == 5 else paho.MQTTv311
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"sim-{meter.device_id}", protocol=version
-        )
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{meter.device_id}", protocol=version)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         if broker.username:
