@@ -49,9 +49,10 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         from amqtt.broker import Broker
 
-        # amqtt logs every connection at INFO; the terminal stays for our own output.
+        # amqtt logs every connection at INFO and a client's early disconnect at
+        # WARNING; the terminal stays for our own output, amqtt's errors still show.
         for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.ERROR)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},

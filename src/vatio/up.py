@@ -59,7 +59,8 @@ async def _broker(options: UpOptions) -> AsyncIterator[tuple[BrokerUrl, bool]]:
 
 
 async def run_up(options: UpOptions, console: Console | None = None) -> None:
-    console = console or Console()
+    # Not a terminal (CI, a log file): no wrapping at 80 columns.
+    console = console or Console(soft_wrap=True)
     if not port_free(options.host, options.port):
         raise ConfigError(f"port {options.port} is in use: choose another with --port")
     db_url = options.db or f"sqlite:///{options.data_dir.resolve() / 'vatio.db'}"
@@ -72,9 +73,7 @@ async def run_up(options: UpOptions, console: Console | None = None) -> None:
         await store.close()
 
 
-async def _run_stages(
-    options: UpOptions, console: Console, store: Store, broker: BrokerUrl, embedded: bool
-) -> None:
+async def _run_stages(options: UpOptions, console: Console, store: Store, broker: BrokerUrl, embedded: bool) -> None:
     # amqtt speaks MQTT 3.1.1 only; a real broker gets v5 and shared subscriptions.
     protocol: Literal[4, 5] = 4 if embedded else 5
     pipeline = IngestPipeline(store=store, raw_days=options.raw_days)
@@ -94,12 +93,8 @@ async def _run_stages(
         uvicorn.Config(create_app(store), host=options.host, port=options.port, log_level="warning")
     )
     api_url = f"http://{options.host}:{options.port}"
-    console.print(
-        f"[bold green]Vatio is up[/]  API and dashboard: [link={api_url}]{api_url}[/] (docs: {api_url}/docs)"
-    )
-    console.print(
-        f"  MQTT broker: {broker}{' (in-process)' if embedded else ''}   store: {redact(store.url)}"
-    )
+    console.print(f"[bold green]Vatio is up[/]  API: [link={api_url}]{api_url}[/] (OpenAPI docs: {api_url}/docs)")
+    console.print(f"  MQTT broker: {broker}{' (in-process)' if embedded else ''}   store: {redact(store.url)}")
     fleet = f"{options.homes} homes x {options.devices_per_home} meters"
     console.print(f"  simulating {fleet}, a reading every {options.interval_s:g}s")
     async with asyncio.TaskGroup() as group:
