@@ -36,9 +36,7 @@ from vatio.testing import fresh_database, mosquitto
 
 
 # -- the publisher (runs in its own process) ----------------------------------------
-def build_messages(
-    *, devices: int, per_message: int, messages: int, start: datetime
-) -> Iterator[tuple[str, bytes]]:
+def build_messages(*, devices: int, per_message: int, messages: int, start: datetime) -> Iterator[tuple[str, bytes]]:
     """(topic, payload) pairs, devices round-robin, one second apart per device."""
     seq = [0] * devices
     for m in range(messages):
@@ -48,18 +46,14 @@ def build_messages(
         for _ in range(per_message):
             k = seq[d]
             seq[d] += 1
-            readings.append(
-                Reading(device, start + timedelta(seconds=k), k, 100.0 + k % 50, 1000.0 + k * 0.03, 230.0)
-            )
+            readings.append(Reading(device, start + timedelta(seconds=k), k, 100.0 + k % 50, 1000.0 + k * 0.03, 230.0))
         yield telemetry_topic(f"site-{d // 4:05d}", device), encode_telemetry(device, readings)
 
 
 async def publish(
     port: int, messages: Iterable[tuple[str, bytes]], *, window: int, rate: float | None
 ) -> dict[str, float]:
-    async with FastPublisher(
-        host="127.0.0.1", port=port, client_id=f"bench-pub-{os.getpid()}", window=window
-    ) as pub:
+    async with FastPublisher(host="127.0.0.1", port=port, client_id=f"bench-pub-{os.getpid()}", window=window) as pub:
         started = time.perf_counter()
         for i, (topic, payload) in enumerate(messages):
             await pub.publish(topic, payload, qos=1)

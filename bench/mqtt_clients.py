@@ -123,9 +123,7 @@ async def publish(
     """
     reader, writer = await asyncio.open_connection(HOST, port)
     client_id = f"bench-pub-{os.getpid()}"
-    writer.write(
-        encode_connect(client_id=client_id, protocol=4, clean_start=True, keepalive_s=60, username=username)
-    )
+    writer.write(encode_connect(client_id=client_id, protocol=4, clean_start=True, keepalive_s=60, username=username))
     if (await reader.readexactly(4))[3] != 0:
         raise RuntimeError("publisher refused")
     started = time.perf_counter()
@@ -206,9 +204,7 @@ async def run_paho(opts: argparse.Namespace, drain: Drain) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=opts.client_id, protocol=paho.MQTTv5, manual_ack=True
-    )
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=opts.client_id, protocol=paho.MQTTv5, manual_ack=True)
 
     def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         if msg.qos:
@@ -304,9 +300,7 @@ async def child(opts: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- orchestration -----------------------------------------------------------------------
-def spawn(
-    opts: argparse.Namespace, client: str, port: int, client_id: str, *, ready: bool
-) -> subprocess.Popen[str]:
+def spawn(opts: argparse.Namespace, client: str, port: int, client_id: str, *, ready: bool) -> subprocess.Popen[str]:
     argv = [sys.executable, __file__, "--child", client, "--port", str(port), "--client-id", client_id]
     argv += ["--messages", str(opts.messages), "--qos", str(opts.qos), "--ack-batch", str(opts.ack_batch)]
     argv += ["--timeout", str(opts.timeout)] + (["--ready"] if ready else [])
@@ -368,9 +362,7 @@ def drain_run(opts: argparse.Namespace, clients: list[str], run: int) -> dict[st
             else:
                 result = child_result(spawn(opts, c, port, ids[c], ready=False), opts)
             result["broker_cpu_s"] = sum(broker_cpu(broker)) - cpu_broker
-            result["redelivered_after"] = asyncio.run(
-                make_session(port, ids[c], opts.qos, 4 if c == "vatio-v4" else 5)
-            )
+            result["redelivered_after"] = asyncio.run(make_session(port, ids[c], opts.qos, 4 if c == "vatio-v4" else 5))
             result["publish_rate"] = rate
             results[c] = result
             print(f"run {run} {c}: {opts.messages / result['elapsed_s']:,.0f} msg/s", file=sys.stderr)
@@ -415,9 +407,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary[c] = {
             "median_msgs_per_s": round(statistics.median(rates)),
             "rates": [round(x) for x in rates],
-            "client_cpu_us_per_msg": round(
-                statistics.median(r["cpu_s"] for r in per_run) / args.messages * 1e6, 2
-            ),
+            "client_cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in per_run) / args.messages * 1e6, 2),
             "broker_cpu_us_per_msg": round(
                 statistics.median(r["broker_cpu_s"] for r in per_run) / args.messages * 1e6, 2
             ),
@@ -434,9 +424,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
     parser.add_argument("--payload-bytes", type=int, default=200, help="pad each message to this size")

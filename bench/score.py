@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = []
         for _ in range(args.repeat):
             started = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "-m", "vatio.cli", "score", str(source), "--out", str(out)], check=True
-            )
+            subprocess.run([sys.executable, "-m", "vatio.cli", "score", str(source), "--out", str(out)], check=True)
             seconds.append(time.perf_counter() - started)
             with out.open() as handle:
                 out_rows = sum(1 for _ in csv.reader(handle)) - 1

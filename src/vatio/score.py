@@ -37,9 +37,7 @@ def read_input(path: Path, *, tz: str = "UTC") -> pd.DataFrame:
         raise ConfigError(f"{path} is not a readable CSV file: {exc}") from exc
     missing = [c for c in ("timestamp", "device_id") if c not in frame.columns]
     if missing:
-        raise ConfigError(
-            f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, frame.columns))}"
-        )
+        raise ConfigError(f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, frame.columns))}")
     if "power_w" not in frame.columns and "energy_kwh" not in frame.columns:
         raise ConfigError("need a power_w or an energy_kwh column")
     if frame["device_id"].isna().any():
@@ -53,9 +51,7 @@ def read_input(path: Path, *, tz: str = "UTC") -> pd.DataFrame:
         # occurrence and the skipped spring hour moves forward; the clock detector
         # then sees the duplicates for what they are.
         try:
-            stamps = stamps.dt.tz_localize(
-                tz, ambiguous=np.ones(len(stamps), dtype=bool), nonexistent="shift_forward"
-            )
+            stamps = stamps.dt.tz_localize(tz, ambiguous=np.ones(len(stamps), dtype=bool), nonexistent="shift_forward")
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"cannot place the timestamps in time zone {tz!r}: {exc}") from exc
     frame["_ts"] = stamps.dt.tz_convert("UTC").dt.as_unit("s").astype("int64")

@@ -40,9 +40,7 @@ def counter_device(
     device_id: str, counter_at: Callable[[int, datetime], float], instants: list[datetime] = AROUND_DAY
 ) -> list[Reading]:
     """Constant WATTS, with the counter value of reading ``i`` at ``ts`` given by ``counter_at``."""
-    return [
-        Reading(device_id, ts, i, power_w=WATTS, energy_wh=counter_at(i, ts)) for i, ts in enumerate(instants)
-    ]
+    return [Reading(device_id, ts, i, power_w=WATTS, energy_wh=counter_at(i, ts)) for i, ts in enumerate(instants)]
 
 
 async def refresh_all(store: Store) -> None:
@@ -87,9 +85,7 @@ async def test_a_counter_reset_mid_day_keeps_the_daily_energy(store: Store) -> N
     # The reset reading shows 0: the minute before it is the only energy the counter lost.
     assert await day_energy(store, "plug") == pytest.approx(FULL_DAY_WH, abs=INTERVAL_WH + 1e-6)
     await assert_no_negative_bucket_or_spike(store, "plug")
-    [hour] = await store.rollups(
-        "plug", DAY + timedelta(hours=14), DAY + timedelta(hours=15), Resolution.HOUR_1
-    )
+    [hour] = await store.rollups("plug", DAY + timedelta(hours=14), DAY + timedelta(hours=15), Resolution.HOUR_1)
     assert hour.energy_wh == pytest.approx(WATTS)
 
 
@@ -128,9 +124,7 @@ async def test_a_reset_written_out_of_order_gives_the_same_day(store: Store) -> 
         pytest.param(9_000_000.0, True, id="higher-large-value"),
     ],
 )
-async def test_a_meter_replacement_keeps_the_daily_energy(
-    store: Store, new_counter_wh: float, exact: bool
-) -> None:
+async def test_a_meter_replacement_keeps_the_daily_energy(store: Store, new_counter_wh: float, exact: bool) -> None:
     replaced_at = DAY + timedelta(hours=9, minutes=12)
 
     def counter(i: int, ts: datetime) -> float:
@@ -170,9 +164,7 @@ async def test_a_power_only_device_gets_integrated_energy(store: Store) -> None:
 async def test_a_gap_in_power_only_data_counts_as_unknown(store: Store) -> None:
     gap_start, gap_end = DAY + timedelta(hours=10), DAY + timedelta(hours=13)
     readings = [
-        Reading("plug", ts, i, power_w=WATTS)
-        for i, ts in enumerate(AROUND_DAY)
-        if not gap_start < ts < gap_end
+        Reading("plug", ts, i, power_w=WATTS) for i, ts in enumerate(AROUND_DAY) if not gap_start < ts < gap_end
     ]
     await store_day(store, readings)
     # No energy is invented for the three silent hours.
@@ -187,9 +179,7 @@ async def test_the_interval_ending_at_midnight_belongs_to_the_previous_day(store
     ticks = [NEXT_DAY + timedelta(minutes=m) for m in (-20, -10, 0, 10, 20)]
     deltas = [0.0, 11.0, 13.0, 17.0, 19.0]  # energy of the interval ending at each tick
     counters = [10_000.0 + sum(deltas[: k + 1]) for k in range(len(ticks))]
-    await store_day(
-        store, [Reading("meter", ts, None, energy_wh=c) for ts, c in zip(ticks, counters, strict=True)]
-    )
+    await store_day(store, [Reading("meter", ts, None, energy_wh=c) for ts, c in zip(ticks, counters, strict=True)])
     assert await day_energy(store, "meter", DAY) == pytest.approx(11.0 + 13.0)
     assert await day_energy(store, "meter", NEXT_DAY) == pytest.approx(17.0 + 19.0)
 
@@ -198,9 +188,7 @@ async def test_a_power_only_interval_ending_at_midnight_belongs_to_the_previous_
     # 600 W until midnight, 2400 W from 00:05: a linear ramp in between.
     ticks = [NEXT_DAY + timedelta(minutes=m) for m in (-5, 0, 5, 10)]
     powers = [600.0, 600.0, 2400.0, 2400.0]
-    await store_day(
-        store, [Reading("plug", ts, None, power_w=p) for ts, p in zip(ticks, powers, strict=True)]
-    )
+    await store_day(store, [Reading("plug", ts, None, power_w=p) for ts, p in zip(ticks, powers, strict=True)])
     five_minutes_h = 5 / 60
     assert await day_energy(store, "plug", DAY) == pytest.approx(600.0 * five_minutes_h)
     assert await day_energy(store, "plug", NEXT_DAY) == pytest.approx((1500.0 + 2400.0) * five_minutes_h)

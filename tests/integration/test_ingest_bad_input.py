@@ -318,9 +318,7 @@ topic_text = st.text(
     max_size=20,
 )
 bad_ids = st.one_of(
-    topic_text.filter(lambda text: id_problem(text) is not None).map(
-        lambda text: (text, "contains", "chars")
-    ),
+    topic_text.filter(lambda text: id_problem(text) is not None).map(lambda text: (text, "contains", "chars")),
     st.text(alphabet=ID_CHARS, min_size=65, max_size=100).map(
         lambda text: (text, "characters long, more than 64", "too-long")
     ),
@@ -364,9 +362,7 @@ status_bodies_of_wrong_shape: st.SearchStrategy[object] = st.one_of(
     st.sampled_from(([], 1, "online", None, {}, {"v": 1}, {"online": True})),
     st.fixed_dictionaries(
         {
-            "v": st.one_of(
-                json_ints.filter(lambda v: v != 1), st.booleans(), finite_floats, st.text(max_size=3)
-            ),
+            "v": st.one_of(json_ints.filter(lambda v: v != 1), st.booleans(), finite_floats, st.text(max_size=3)),
             "online": st.booleans(),
         }
     ),
@@ -532,9 +528,7 @@ def _good_rows(draft: Draft, device: str, encoding: str, count: int) -> list[dic
 
 def valid_batch(draw: st.DrawFn, draft: Draft) -> Published:
     encoding, device = draw(encodings), draw(devices)
-    rows, readings = zip(
-        *(draft.good_row(device, encoding) for _ in range(draw(st.integers(1, 12)))), strict=True
-    )
+    rows, readings = zip(*(draft.good_row(device, encoding) for _ in range(draw(st.integers(1, 12)))), strict=True)
     topic = telemetry_topic(DEVICES[device], device, encoding)
     if draw(st.booleans()):
         payload = encode_telemetry(device, readings, encoding)
@@ -648,9 +642,9 @@ def bad_envelope(draw: st.DrawFn, draft: Draft) -> Published:
         envelope["device"], phrase = draw(candidates)
         expectation = Expectation("device", phrase)
     elif kind == "extra-field":
-        keys: st.SearchStrategy[object] = st.sampled_from(
-            ("fw", "site", "ts", "seq", "version", "v\x00")
-        ) | st.text(min_size=1, max_size=80)
+        keys: st.SearchStrategy[object] = st.sampled_from(("fw", "site", "ts", "seq", "version", "v\x00")) | st.text(
+            min_size=1, max_size=80
+        )
         if encoding == "cbor":
             keys |= st.binary(min_size=1, max_size=8)
         key = draw(keys.filter(lambda key: key not in ENVELOPE_KEYS))
@@ -697,9 +691,7 @@ def malformed(draw: st.DrawFn, draft: Draft) -> Published:
     if kind == "non-finite-token":  # JSON has no NaN or infinity; orjson refuses the tokens
         rows[draw(st.integers(0, len(rows) - 1))][draw(st.sampled_from(MEASUREMENTS))] = "@non-finite@"
         token = draw(st.sampled_from((b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf")))
-        payload = _serialise("json", {"v": 1, "device": device, "readings": rows}).replace(
-            b'"@non-finite@"', token
-        )
+        payload = _serialise("json", {"v": 1, "device": device, "readings": rows}).replace(b'"@non-finite@"', token)
         return Published((f"malformed:{kind}",), topic, payload, (), (not_valid,))
     if kind == "truncated":  # any proper prefix of a JSON object or a CBOR map is incomplete
         payload = body[: draw(st.integers(0, len(body) - 1))]
@@ -748,9 +740,7 @@ def oversize(draw: st.DrawFn, draft: Draft) -> Published:
         payload = _padded(encoding, _serialise(encoding, {"v": 1, "device": device, "readings": rows}), size)
     assert len(payload) == size
     reason = Expectation(None, f"payload is {size} bytes, more than the limit of {LIMITS.max_payload_bytes}")
-    return Published(
-        ("oversize",), telemetry_topic(DEVICES[device], device, encoding), payload, (), (reason,)
-    )
+    return Published(("oversize",), telemetry_topic(DEVICES[device], device, encoding), payload, (), (reason,))
 
 
 def too_many_readings(draw: st.DrawFn, draft: Draft) -> Published:
@@ -761,12 +751,8 @@ def too_many_readings(draw: st.DrawFn, draft: Draft) -> Published:
         ts = draft.instant()
         rows.append({"ts": ts if encoding == "pb" else format_ts(ts), "power_w": k % 100})
     payload = _serialise(encoding, {"v": 1, "device": device, "readings": rows})
-    reason = Expectation(
-        "readings", f"batch has {count} readings, more than the limit of {LIMITS.max_readings}"
-    )
-    return Published(
-        ("too-many",), telemetry_topic(DEVICES[device], device, encoding), payload, (), (reason,)
-    )
+    reason = Expectation("readings", f"batch has {count} readings, more than the limit of {LIMITS.max_readings}")
+    return Published(("too-many",), telemetry_topic(DEVICES[device], device, encoding), payload, (), (reason,))
 
 
 def bad_topic(draw: st.DrawFn, draft: Draft) -> Published:
@@ -780,14 +766,10 @@ def bad_topic(draw: st.DrawFn, draft: Draft) -> Published:
         payload = orjson.dumps({"v": 1, "online": True})
     else:
         encoding = SUFFIX_ENCODINGS[suffix]
-        payload = _serialise(
-            encoding, {"v": 1, "device": device, "readings": _good_rows(draft, device, encoding, 2)}
-        )
+        payload = _serialise(encoding, {"v": 1, "device": device, "readings": _good_rows(draft, device, encoding, 2)})
     site, device = (bad_id, device) if level == "site" else (site, bad_id)
     topic = f"vatio/v1/{site}/{device}/{suffix}"
-    return Published(
-        (f"bad-topic:{kind}", f"bad-topic:{level}"), topic, payload, (), (Expectation(level, phrase),)
-    )
+    return Published((f"bad-topic:{kind}", f"bad-topic:{level}"), topic, payload, (), (Expectation(level, phrase),))
 
 
 def bad_status(draw: st.DrawFn, draft: Draft) -> Published:
@@ -930,9 +912,7 @@ async def _publish_storm(ingest: RunningIngest, port: int, storm: Storm, name: s
     try:
         await _wait_stored(ingest.store, final, timeout_s=20)
     except TimeoutError:
-        pytest.fail(
-            f"the consumer stopped: the message after the storm was never stored ({ingest.pipeline.counters})"
-        )
+        pytest.fail(f"the consumer stopped: the message after the storm was never stored ({ingest.pipeline.counters})")
     return final
 
 
@@ -1110,9 +1090,7 @@ async def test_topics_outside_the_subscriptions_never_reach_the_ingest(tmp_path:
                 for topic in UNSUBSCRIBED_TOPICS:
                     await publisher.publish(topic, payload, qos=1)
                 await publisher.drain()
-            refused = [
-                topic for topic in BROKER_REFUSED_TOPICS if not await _broker_drops_publisher(port, topic)
-            ]
+            refused = [topic for topic in BROKER_REFUSED_TOPICS if not await _broker_drops_publisher(port, topic)]
             assert refused == [], "mosquitto accepted these topics"
             final = final_message("unreachable")
             async with FastPublisher(host="127.0.0.1", port=port, client_id="pub-final") as publisher:

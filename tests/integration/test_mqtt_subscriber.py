@@ -101,24 +101,16 @@ class Inbox:
 
 
 def subscriber(port: int, client_id: str, filters: list[str], inbox: Inbox, **kwargs: Any) -> MqttSubscriber:
-    return MqttSubscriber(
-        host=HOST, port=port, client_id=client_id, subscriptions=filters, on_message=inbox, **kwargs
-    )
+    return MqttSubscriber(host=HOST, port=port, client_id=client_id, subscriptions=filters, on_message=inbox, **kwargs)
 
 
-async def publish(
-    port: int, topic: str, payloads: list[bytes], *, qos: int = 1, username: str | None = None
-) -> None:
+async def publish(port: int, topic: str, payloads: list[bytes], *, qos: int = 1, username: str | None = None) -> None:
     """Publish and return once the broker has handled everything (PINGRESP comes after)."""
     reader, writer = await asyncio.open_connection(HOST, port)
-    writer.write(
-        encode_connect(client_id="", protocol=4, clean_start=True, keepalive_s=30, username=username)
-    )
+    writer.write(encode_connect(client_id="", protocol=4, clean_start=True, keepalive_s=30, username=username))
     assert (await reader.readexactly(4))[3] == 0
     writer.write(
-        b"".join(
-            encode_publish(topic, p, qos=qos, packet_id=i + 1, protocol=4) for i, p in enumerate(payloads)
-        )
+        b"".join(encode_publish(topic, p, qos=qos, packet_id=i + 1, protocol=4) for i, p in enumerate(payloads))
     )
     writer.write(b"\xc0\x00")
     await reader.readexactly(4 * len(payloads) * (qos > 0) + 2)
@@ -143,16 +135,12 @@ async def test_receive_and_ack(broker: int, topic: str, protocol: Literal[4, 5])
 
 
 @pytest.mark.parametrize("protocol", [5, 4])
-async def test_unacked_messages_come_back_acked_ones_do_not(
-    broker: int, topic: str, protocol: Literal[4, 5]
-) -> None:
+async def test_unacked_messages_come_back_acked_ones_do_not(broker: int, topic: str, protocol: Literal[4, 5]) -> None:
     client_id = f"{topic}-{protocol}"
     first = Inbox()
     # A fresh session: MQTT 3.1.1's clean session would also end the session at disconnect.
     clean_start = protocol == 5
-    async with subscriber(
-        broker, client_id, [topic], first, protocol=protocol, clean_start=clean_start
-    ) as sub:
+    async with subscriber(broker, client_id, [topic], first, protocol=protocol, clean_start=clean_start) as sub:
         await publish(broker, topic, numbered(10))
         await first.wait_for(10)
         sub.ack(pid for _, payload, _, pid in first.messages if payload in numbered(4))
@@ -211,9 +199,7 @@ async def test_pause_and_resume_reading(broker: int, topic: str) -> None:
         if len(inbox.messages) == 10:
             holder[0].pause_reading()
 
-    sub = MqttSubscriber(
-        host=HOST, port=broker, client_id=topic, subscriptions=[topic], on_message=pause_at_ten
-    )
+    sub = MqttSubscriber(host=HOST, port=broker, client_id=topic, subscriptions=[topic], on_message=pause_at_ten)
     holder.append(sub)
     async with sub:
         await publish(broker, topic, numbered(500))
@@ -414,9 +400,7 @@ async def test_amqtt_does_not_answer_mqtt5() -> None:
                 pass
 
 
-@pytest.mark.xfail(
-    strict=True, reason="amqtt 0.12 drops un-acknowledged QoS 1 messages instead of redelivering them"
-)
+@pytest.mark.xfail(strict=True, reason="amqtt 0.12 drops un-acknowledged QoS 1 messages instead of redelivering them")
 async def test_amqtt_redelivers_unacked_messages(topic: str) -> None:
     async with amqtt_broker() as port:
         options: dict[str, Any] = {"protocol": 4, "username": "ingest"}

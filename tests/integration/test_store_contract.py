@@ -62,9 +62,7 @@ def metered(
         watts = power_w(i) if callable(power_w) else power_w
         if counter is not None and i:
             counter += watts * step_s / 3600.0
-        readings.append(
-            Reading(device_id, start + timedelta(seconds=i * step_s), i, power_w=watts, energy_wh=counter)
-        )
+        readings.append(Reading(device_id, start + timedelta(seconds=i * step_s), i, power_w=watts, energy_wh=counter))
     return readings
 
 
@@ -228,21 +226,15 @@ async def test_sightings_create_devices_with_site_and_last_seen(store: Store) ->
 
 async def test_last_seen_never_goes_backwards(store: Store) -> None:
     newest = DAY0 + timedelta(hours=2)
-    await store.write(
-        sighting([Reading("plug-a", newest, 9, power_w=1.0)], {"plug-a": "h"}, {"plug-a": newest})
-    )
+    await store.write(sighting([Reading("plug-a", newest, 9, power_w=1.0)], {"plug-a": "h"}, {"plug-a": newest}))
     older = DAY0 + timedelta(hours=1)
-    await store.write(
-        sighting([Reading("plug-a", older, 5, power_w=1.0)], {"plug-a": "h"}, {"plug-a": older})
-    )
+    await store.write(sighting([Reading("plug-a", older, 5, power_w=1.0)], {"plug-a": "h"}, {"plug-a": older}))
     device = await store.get_device("plug-a", now=newest)
     assert device is not None
     assert device.last_seen == newest
 
     later = newest + timedelta(minutes=3)
-    await store.write(
-        sighting([Reading("plug-a", later, 10, power_w=1.0)], {"plug-a": "h"}, {"plug-a": later})
-    )
+    await store.write(sighting([Reading("plug-a", later, 10, power_w=1.0)], {"plug-a": "h"}, {"plug-a": later}))
     device = await store.get_device("plug-a", now=later)
     assert device is not None
     assert device.last_seen == later
@@ -337,9 +329,7 @@ async def test_rollups_of_a_constant_load(store: Store) -> None:
     for resolution, width_s in TIERS.items():
         rows = await store.rollups("heater", DAY0, day_end, resolution)
         minutes = width_s // 60
-        assert [r.bucket for r in rows] == [
-            DAY0 + timedelta(seconds=k * width_s) for k in range(86400 // width_s)
-        ]
+        assert [r.bucket for r in rows] == [DAY0 + timedelta(seconds=k * width_s) for k in range(86400 // width_s)]
         for row in rows:
             assert row.energy_wh == pytest.approx(1200.0 * width_s / 3600.0)
             assert (row.samples, row.power_count) == (minutes, minutes)
@@ -394,9 +384,7 @@ async def test_dirty_ranges_drain_in_bounded_steps(store: Store) -> None:
         assert hour.energy_wh == pytest.approx(1200.0)
 
 
-async def test_late_and_out_of_order_data_equal_the_in_order_rollups(
-    store: Store, store_factory: StoreFactory
-) -> None:
+async def test_late_and_out_of_order_data_equal_the_in_order_rollups(store: Store, store_factory: StoreFactory) -> None:
     # Readings every 5 minutes over hours 1 and 2 of the day, varying power.
     hour1 = DAY0 + timedelta(hours=1)
     readings = metered("oven", hour1, step_s=300, count=24, power_w=lambda i: 800.0 + 50.0 * (i % 5))
@@ -631,9 +619,7 @@ def doomed_batch(readings: list[Reading], payload: bytes = b"\xff\x00") -> Write
         readings=readings,
         sites={"plug-ok": "home-1", "plug-new": "home-2"},
         last_seen={"plug-ok": DAY0 + timedelta(hours=5), "plug-new": DAY0 + timedelta(hours=5)},
-        dead_letters=[
-            DeadLetter(received_at=DAY0, topic="vatio/v1/home/x/telemetry", reason="bad", payload=payload)
-        ],
+        dead_letters=[DeadLetter(received_at=DAY0, topic="vatio/v1/home/x/telemetry", reason="bad", payload=payload)],
     )
 
 

@@ -94,10 +94,7 @@ async def seeded_store(tmp_path: Path) -> AsyncIterator[Store]:
     await write_all(store, readings[:half], "home-1")
 
     now = datetime.now(UTC)
-    plug = [
-        Reading("plug-b", now - timedelta(minutes=3 - i), seq=i, power_w=p)
-        for i, p in enumerate(PLUG_B_POWER_W)
-    ]
+    plug = [Reading("plug-b", now - timedelta(minutes=3 - i), seq=i, power_w=p) for i, p in enumerate(PLUG_B_POWER_W)]
     await write_all(store, plug, "home-2")
     await store.set_device_status("plug-b", "home-2", online=True, firmware="1.2.3", at=now)
     dead = DeadLetter(received_at=now, topic="vatio/v1/home-2/plug-b/telemetry", reason="bad", payload=b"{")
@@ -147,9 +144,7 @@ async def test_health_counts_what_was_stored(client: httpx.AsyncClient) -> None:
     }
 
 
-async def test_health_shows_pending_rollups_until_refreshed(
-    client: httpx.AsyncClient, seeded_store: Store
-) -> None:
+async def test_health_shows_pending_rollups_until_refreshed(client: httpx.AsyncClient, seeded_store: Store) -> None:
     await write_all(seeded_store, [Reading("meter-c", T0, power_w=1.0)], "home-3")
     body = await get_json(client, "/health")
     assert (body["readings"], body["devices"], body["pending_rollups"]) == (N_A + 4, 3, 1)
@@ -227,9 +222,7 @@ async def test_raw_readings_are_the_half_open_range_oldest_first(client: httpx.A
         ("2026-01-31T10:00:00", "2026-01-31T10:05:00"),  # naive means UTC
     ],
 )
-async def test_raw_range_accepts_offsets_and_naive_utc(
-    client: httpx.AsyncClient, start: str, end: str
-) -> None:
+async def test_raw_range_accepts_offsets_and_naive_utc(client: httpx.AsyncClient, start: str, end: str) -> None:
     body = await get_json(client, "/api/v1/devices/meter-a/readings", start=start, end=end)
     assert [item["seq"] for item in body["items"]] == list(range(RAW_K0, RAW_K0 + RAW_COUNT))
 
@@ -420,9 +413,7 @@ async def test_energy_buckets_in_utc_and_local_time(
 
 
 @pytest.mark.parametrize("bucket", ["hour", "day"])
-async def test_energy_utc_hours_and_days_sum_to_the_counter_rise(
-    client: httpx.AsyncClient, bucket: str
-) -> None:
+async def test_energy_utc_hours_and_days_sum_to_the_counter_rise(client: httpx.AsyncClient, bucket: str) -> None:
     body, got = await energy_items(client, "meter-a", bucket, "UTC", T0, T0 + SPAN)
     counter_rise = WH_PER_STEP * (N_A - 1)
     assert body["total_wh"] == pytest.approx(counter_rise)
@@ -436,16 +427,13 @@ async def seed_600_w(store: Store, device_id: str, first: datetime, last: dateti
     first, last = first.astimezone(UTC), last.astimezone(UTC)
     minutes = int((last - first) / timedelta(minutes=1))
     readings = [
-        Reading(device_id, first + timedelta(minutes=m), power_w=600.0, energy_wh=10.0 * m)
-        for m in range(minutes + 1)
+        Reading(device_id, first + timedelta(minutes=m), power_w=600.0, energy_wh=10.0 * m) for m in range(minutes + 1)
     ]
     await write_all(store, readings, "home-1")
     await drain_rollups(store)
 
 
-async def test_energy_local_days_across_spring_forward(
-    client: httpx.AsyncClient, seeded_store: Store
-) -> None:
+async def test_energy_local_days_across_spring_forward(client: httpx.AsyncClient, seeded_store: Store) -> None:
     """Paris springs forward on 2026-03-29: that local day has 23 hours, the next starts at +02:00."""
     first, last = datetime(2026, 3, 28, tzinfo=PARIS), datetime(2026, 3, 31, tzinfo=PARIS)
     await seed_600_w(seeded_store, "meter-dst", first, last)

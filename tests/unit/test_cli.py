@@ -75,9 +75,7 @@ def vatio_process(*args: str) -> subprocess.CompletedProcess[str]:
 # -- db ---------------------------------------------------------------------------------
 
 
-def test_db_migrate_then_stats_json_on_an_empty_database(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_db_migrate_then_stats_json_on_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = sqlite_url(tmp_path, "sub/dir/vatio.db")
     assert main(["db", "migrate", "--db", url]) == 0
     assert "schema up to date" in capsys.readouterr().out
@@ -146,9 +144,7 @@ def test_retention_keeps_recent_readings(tmp_path: Path, capsys: pytest.CaptureF
         (["sim", "--broker", "http://x"], "must start with mqtt:// or mqtts://"),
     ],
 )
-def test_invalid_values_exit_2_with_one_line(
-    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_invalid_values_exit_2_with_one_line(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
     assert words in one_error_line(captured.err)

@@ -226,9 +226,7 @@ def test_fuzz_random_bytes(payload: bytes, encoding: str) -> None:
     edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
 )
 @settings(suppress_health_check=[HealthCheck.too_slow])
-def test_fuzz_corrupted_valid_payloads(
-    readings: list[Reading], encoding: str, edits: list[tuple[int, int]]
-) -> None:
+def test_fuzz_corrupted_valid_payloads(readings: list[Reading], encoding: str, edits: list[tuple[int, int]]) -> None:
     payload = bytearray(encode_telemetry("plug-7", readings, encoding))
     for position, value in edits:
         payload[position % len(payload)] = value

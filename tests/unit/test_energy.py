@@ -216,9 +216,7 @@ def test_no_readings_no_rows() -> None:
 
 
 def test_a_single_reading_is_one_sample_and_no_energy() -> None:
-    [row] = minute_rollups(
-        "m", ts(90), floats(250.0), floats(1000.0), first_bucket_ms=0, last_bucket_ms=MINUTE_MS
-    )
+    [row] = minute_rollups("m", ts(90), floats(250.0), floats(1000.0), first_bucket_ms=0, last_bucket_ms=MINUTE_MS)
     assert row == RollupRow("m", from_ms(MINUTE_MS), 1, 1, 250.0, 250.0, 250.0, 0.0)
 
 
@@ -414,13 +412,9 @@ def test_local_days_on_dst_changes() -> None:
 
 
 def test_local_hours_on_dst_changes_are_distinct() -> None:
-    spring = energy_buckets(
-        hourly(datetime(2026, 3, 28, 23, tzinfo=UTC), 23), EnergyPeriod.HOUR, "Europe/Paris"
-    )
+    spring = energy_buckets(hourly(datetime(2026, 3, 28, 23, tzinfo=UTC), 23), EnergyPeriod.HOUR, "Europe/Paris")
     assert [b.energy_wh for b in spring] == [100.0] * 23
-    autumn = energy_buckets(
-        hourly(datetime(2026, 10, 24, 22, tzinfo=UTC), 25), EnergyPeriod.HOUR, "Europe/Paris"
-    )
+    autumn = energy_buckets(hourly(datetime(2026, 10, 24, 22, tzinfo=UTC), 25), EnergyPeriod.HOUR, "Europe/Paris")
     # 02:00 happens twice that night; each occurrence is its own hour.
     assert [b.energy_wh for b in autumn] == [100.0] * 25
     assert len({b.start.astimezone(UTC) for b in autumn}) == 25

@@ -52,9 +52,7 @@ class FakeTransport(asyncio.Transport):
         self.reading.append("resume")
 
 
-def connected(
-    protocol: Literal[4, 5] = 5, **kwargs: Any
-) -> tuple[MqttSubscriber, list[Message], FakeTransport]:
+def connected(protocol: Literal[4, 5] = 5, **kwargs: Any) -> tuple[MqttSubscriber, list[Message], FakeTransport]:
     received: list[Message] = []
     sub = MqttSubscriber(
         host="127.0.0.1",
@@ -174,9 +172,7 @@ publishes = st.lists(
 )
 
 
-def build_stream(
-    protocol: Literal[4, 5], messages: list[tuple[str, bytes, int, bool]]
-) -> tuple[bytes, list[Message]]:
+def build_stream(protocol: Literal[4, 5], messages: list[tuple[str, bytes, int, bool]]) -> tuple[bytes, list[Message]]:
     """PUBLISH packets (v5 ones sometimes with properties and topic aliases) plus PINGRESPs."""
     stream, expected, aliases = bytearray(), [], dict[int, str]()
     for index, (topic, payload, qos, with_properties) in enumerate(messages):
@@ -188,9 +184,7 @@ def build_stream(
             if aliases.get(alias) == topic:
                 wire_topic = ""  # the broker may send only the alias for a known topic
             aliases[alias] = topic
-        stream += encode_publish(
-            wire_topic, payload, qos=qos, packet_id=packet_id, protocol=protocol, properties=props
-        )
+        stream += encode_publish(wire_topic, payload, qos=qos, packet_id=packet_id, protocol=protocol, properties=props)
         if index % 7 == 3:
             stream += b"\xd0\x00"
         expected.append((topic, payload, qos, packet_id))

@@ -156,9 +156,7 @@ def telemetry_file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     >>> [m.name for m in telemetry_file_descriptor().message_type]
     ['Reading', 'TelemetryBatch']
     """
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="vatio/v1/telemetry.proto", package="vatio.v1", syntax="proto3"
-    )
+    proto = descriptor_pb2.FileDescriptorProto(name="vatio/v1/telemetry.proto", package="vatio.v1", syntax="proto3")
     reading = proto.message_type.add(name="Reading")
     _add_field(reading, "ts_ms", 1, _F.TYPE_INT64)
     _add_field(reading, "seq", 2, _F.TYPE_UINT64, optional=True)
@@ -316,9 +314,7 @@ def encode_telemetry(device: str, readings: Sequence[Reading], encoding: str = "
     return codec.encode(device, readings)
 
 
-def decode_telemetry(
-    topic: ParsedTopic | str, payload: bytes, *, limits: Limits, now: datetime
-) -> DecodedBatch:
+def decode_telemetry(topic: ParsedTopic | str, payload: bytes, *, limits: Limits, now: datetime) -> DecodedBatch:
     """Decode and validate one telemetry message; the encoding comes from the topic.
 
     Raises :class:`ContractError` (:class:`TopicError` for the topic) when the
@@ -336,8 +332,6 @@ def decode_telemetry(
     if parsed.kind != "telemetry" or parsed.encoding is None:
         raise TopicError(f"{parsed.kind!r} is not a telemetry topic")
     if len(payload) > limits.max_payload_bytes:
-        raise ContractError(
-            f"payload is {len(payload)} bytes, more than the limit of {limits.max_payload_bytes}"
-        )
+        raise ContractError(f"payload is {len(payload)} bytes, more than the limit of {limits.max_payload_bytes}")
     decoded = CODECS[parsed.encoding].decode(payload)
     return validate_batch(decoded, topic_device=parsed.device, limits=limits, now=now)

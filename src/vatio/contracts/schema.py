@@ -165,9 +165,7 @@ def _check_envelope(obj: object, topic_device: str | None, limits: Limits) -> tu
         raise ContractError(f"device id {_show(device)} {problem}", field="device")
     assert isinstance(device, str)  # id_problem() accepts only strings
     if topic_device is not None and device != topic_device:
-        raise ContractError(
-            f"device {device!r} differs from the topic's device {topic_device!r}", field="device"
-        )
+        raise ContractError(f"device {device!r} differs from the topic's device {topic_device!r}", field="device")
     readings = obj.get("readings")
     if type(readings) is not list and (
         not isinstance(readings, Sequence) or isinstance(readings, str | bytes | bytearray)

@@ -359,11 +359,7 @@ class MqttSubscriber(asyncio.Protocol):
         code = body[1]
         props = decode_properties(body, 2, len(body))[0] if self.protocol == 5 else {}
         if code:
-            reason = (
-                _V3_CONNACK.get(code, f"return code {code}")
-                if self.protocol == 4
-                else reason_name(code, props)
-            )
+            reason = _V3_CONNACK.get(code, f"return code {code}") if self.protocol == 4 else reason_name(code, props)
             future.set_exception(MqttConnectError(code, f"connection refused: {reason}"))
             return
         self._session_present = bool(body[0] & 1)

@@ -214,10 +214,7 @@ class IngestPipeline:
         self.counters.last_flush_s = time.perf_counter() - started
         self.counters.flushes += 1
         self.ack(current.acks)
-        if (
-            self._paused
-            and self._in_flight + len(self._open.batch.readings) < self.max_buffered_readings // 2
-        ):
+        if self._paused and self._in_flight + len(self._open.batch.readings) < self.max_buffered_readings // 2:
             self._paused = False
             self.resume()
 

@@ -26,9 +26,7 @@ router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="device id")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "unknown device"}}
-BAD_REQUEST: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "invalid parameters"}
-}
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse, "description": "invalid parameters"}}
 
 
 async def _require(store: Store, device_id: str) -> None:
