@@ -1,4 +1,4 @@
-"""The `vatio` command: up, ingest, sim, api, db, score, eval, bench.
+"""The `vatio` command: up, ingest, detect, sim, api, db, score, eval, bench.
 
 Invalid input (a bad URL, an unknown option, an unreachable database at start)
 prints one clear line on stderr and exits with code 2.
@@ -78,9 +78,7 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     await store.migrate()
     pipeline = IngestPipeline(store=store, batch_readings=args.batch, flush_interval_s=args.flush_interval)
-    options = IngestOptions(
-        group=args.group, instance=args.instance, protocol=args.protocol, shared=not args.no_shared
-    )
+    options = IngestOptions(group=args.group, instance=args.instance, protocol=args.protocol, shared=not args.no_shared)
     service = IngestService(broker=broker, pipeline=pipeline, options=options)
     logging.getLogger("vatio").info("ingest %s -> %s as %s", broker, store.url, options.client_id)
     try:
@@ -95,14 +93,50 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _report(pipeline: Any, every_s: float) -> None:
+async def _report(pipeline: Any, every_s: float, name: str = "ingest") -> None:
     while True:
         await asyncio.sleep(every_s)
-        print(json.dumps({"ingest": _counters(pipeline.counters)}), flush=True)
+        print(json.dumps({name: _counters(pipeline.counters)}), flush=True)
 
 
 def _counters(counters: Any) -> dict[str, Any]:
     return {name: getattr(counters, name) for name in counters.__slots__}
+
+
+async def cmd_detect(args: argparse.Namespace) -> int:
+    from vatio.detect.service import DetectOptions, DetectPipeline
+    from vatio.ingest.service import IngestOptions, IngestService
+    from vatio.sim.wire import FastPublisher
+    from vatio.store import open_store
+    from vatio.transport import BrokerUrl
+
+    broker = BrokerUrl.parse(args.broker)
+    store = open_store(args.db)
+    await store.migrate()
+    options = IngestOptions(
+        group=args.group, instance=args.instance, protocol=args.protocol, shared=not args.no_shared, status=False
+    )
+    alerts_id = f"{options.client_id}-alerts"
+    try:
+        async with FastPublisher(host=broker.host, port=broker.port, client_id=alerts_id, window=1000) as alerts:
+
+            async def publish(topic: str, payload: bytes) -> None:
+                await alerts.publish(topic, payload, qos=1)
+
+            pipeline = DetectPipeline(
+                store=store,
+                publish=publish,
+                options=DetectOptions(threshold=args.threshold, checkpoint_every_s=args.checkpoint_every),
+            )
+            await pipeline.restore()
+            service = IngestService(broker=broker, pipeline=pipeline, options=options)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(service.run(), name="detect")
+                if args.report_every:
+                    group.create_task(_report(pipeline, args.report_every, "detect"), name="report")
+    finally:
+        await store.close()
+    return 0
 
 
 async def cmd_sim(args: argparse.Namespace) -> int:
@@ -211,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--report-every", type=_positive_float, default=None, help="print counters (JSON)")
     ingest.set_defaults(handler=cmd_ingest)
 
+    detect = sub.add_parser("detect", help="streaming detection: anomalies to the store, alert events to MQTT")
+    detect.add_argument("--broker", required=True)
+    detect.add_argument("--db", required=True)
+    detect.add_argument("--group", default="vatio-detect", help="shared-subscription group")
+    detect.add_argument("--instance", default="0", help="stable per process: names its session")
+    detect.add_argument("--protocol", type=int, choices=[4, 5], default=5)
+    detect.add_argument("--no-shared", action="store_true")
+    detect.add_argument("--threshold", type=_positive_float, default=1.0, help="score at which a reading is anomalous")
+    detect.add_argument("--checkpoint-every", type=_positive_float, default=10.0, help="seconds between checkpoints")
+    detect.add_argument("--report-every", type=_positive_float, default=None, help="print counters (JSON)")
+    detect.set_defaults(handler=cmd_detect)
+
     sim = sub.add_parser("sim", help="simulated meters publishing over MQTT")
     sim.add_argument("--broker", required=True)
     sim.add_argument("--homes", type=_positive_int, default=3)
@@ -250,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     for words, (_, text) in DELEGATED.items():
         if len(words) == 1:
             sub.add_parser(words[0], help=text, add_help=False)
-    sim.epilog = "also: vatio sim replay FILE ..., vatio sim calibrate (see --help of each)"
+    sim.epilog = "also: vatio sim replay FILE ..., vatio sim calibrate, vatio sim fleet (see --help of each)"
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (prints JSON)")
     bench.add_argument("name", help="e.g. ingest, mqtt-clients")
@@ -265,6 +311,8 @@ DELEGATED: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval",): ("vatio.eval.report", "evaluate detectors on simulated and real homes"),
     ("sim", "replay"): ("vatio.sim.replay", "replay a real data set through the pipeline"),
     ("sim", "calibrate"): ("vatio.sim.calibrate", "compare simulated homes with real ones"),
+    ("sim", "fleet"): ("vatio.sim.fleet", "thousands of meters in one process (MQTT, CoAP or HTTP)"),
+    ("edge",): ("vatio.edge.southbound", "the edge gateway's CoAP and HTTP receivers, forwarding to MQTT"),
 }
 
 

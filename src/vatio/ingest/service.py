@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from vatio.contracts import PREFIX, TELEMETRY_SUBSCRIPTIONS
 from vatio.ingest.mqtt import MqttError, MqttSubscriber
-from vatio.ingest.pipeline import IngestPipeline
 from vatio.transport import Backoff, BrokerUrl
 
 log = logging.getLogger(__name__)
@@ -49,10 +48,25 @@ class IngestOptions:
         return topics
 
 
-class IngestService:
-    """Keeps one subscriber connected and feeding the pipeline, forever."""
+class Consumer(Protocol):
+    """A pipeline fed by :class:`IngestService`: ingest's, or detection's."""
 
-    def __init__(self, *, broker: BrokerUrl, pipeline: IngestPipeline, options: IngestOptions) -> None:
+    generation: int
+    ack: Callable[[Iterable[tuple[int, int]]], object]
+    pause: Callable[[], None]
+    resume: Callable[[], None]
+
+    def on_message(self, topic: str, payload: bytes, qos: int, packet_id: int) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class IngestService:
+    """Keeps one subscriber connected and feeding a consumer pipeline, forever."""
+
+    def __init__(self, *, broker: BrokerUrl, pipeline: Consumer, options: IngestOptions) -> None:
         self.broker = broker
         self.pipeline = pipeline
         self.options = options
