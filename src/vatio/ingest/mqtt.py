@@ -31,6 +31,7 @@ from vatio.ingest.mqtt_codec import (
     MqttConnectionLost,
     MqttError,
     MqttProtocolError,
+    connect_failure,
     decode_properties,
     decode_varint,
     encode_connect,
@@ -137,12 +138,10 @@ class MqttSubscriber(asyncio.Protocol):
             for future in (self._connack, self._suback):
                 future.cancel()  # nobody will await them now
             self._abort()
-            where = f"{self.host}:{self.port}"
-            if isinstance(exc, TimeoutError):
-                raise MqttConnectionLost(f"no CONNACK/SUBACK from {where} in time") from exc
-            if isinstance(exc, OSError):
-                raise MqttConnectionLost(f"cannot connect to {where}: {exc}") from exc
-            raise
+            error = connect_failure(exc, f"{self.host}:{self.port}", "CONNACK/SUBACK")
+            if error is None:
+                raise
+            raise error from exc
         name = f"mqtt-keepalive-{self.client_id}"
         self._keepalive_task = asyncio.create_task(self._keepalive(), name=name)
         return self

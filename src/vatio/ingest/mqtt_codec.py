@@ -67,6 +67,19 @@ class MqttConnectionLost(MqttError):  # noqa: N818 - the name the ingest is writ
         super().__init__(reason)
 
 
+def connect_failure(exc: BaseException, where: str, awaited: str) -> MqttConnectionLost | None:
+    """The transport error of a failed connect as the error clients handle, or None to re-raise as is.
+
+    >>> str(connect_failure(TimeoutError(), "h:1883", "CONNACK"))
+    'no CONNACK from h:1883 in time'
+    """
+    if isinstance(exc, TimeoutError):
+        return MqttConnectionLost(f"no {awaited} from {where} in time")
+    if isinstance(exc, OSError):
+        return MqttConnectionLost(f"cannot connect to {where}: {exc}")
+    return None
+
+
 class MqttProtocolError(MqttConnectionLost):
     """The broker sent something MQTT forbids; we closed the connection."""
 

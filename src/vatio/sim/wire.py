@@ -26,6 +26,7 @@ from vatio.ingest.mqtt_codec import (
     _V3_CONNACK,
     MqttConnectError,
     MqttConnectionLost,
+    connect_failure,
     decode_properties,
     decode_varint,
     encode_connect,
@@ -114,12 +115,10 @@ class FastPublisher(asyncio.Protocol):
         except BaseException as exc:
             self._connack.cancel()
             self.abort()
-            where = f"{self.host}:{self.port}"
-            if isinstance(exc, TimeoutError):
-                raise MqttConnectionLost(f"no CONNACK from {where} in time") from exc
-            if isinstance(exc, OSError):
-                raise MqttConnectionLost(f"cannot connect to {where}: {exc}") from exc
-            raise
+            error = connect_failure(exc, f"{self.host}:{self.port}", "CONNACK")
+            if error is None:
+                raise
+            raise error from exc
         if self._keepalive_s:
             self._ping = loop.call_later(self._keepalive_s / 2, self._keepalive_tick)
 
