@@ -194,3 +194,17 @@ def test_each_component_names_its_kind(corrupt: str, kind: str) -> None:
     assert kind in set(scores.kind[flagged]), set(scores.kind[flagged])
     row = int(np.flatnonzero(flagged & (scores.kind == kind))[-1])
     assert kind in explain(scores, row)
+
+
+def test_each_home_is_measured_against_its_own_tail() -> None:
+    """A home whose ordinary life always looks extreme is not scored as extreme all the time."""
+    ts = np.arange(0, 6 * 7 * 86400, STEP, dtype=np.int64)
+    rng = np.random.default_rng(5)
+    # A quiet baseload with 1-3 kW bursts at random times, one interval in twenty: normal for this home.
+    bursts = np.where(rng.random(len(ts)) < 0.05, rng.uniform(1000, 3000, len(ts)), 0.0)
+    power = 200 + rng.normal(0, 5, len(ts)) + bursts
+    series = DeviceSeries("d", ts, power, STEP)
+    last_weeks = ts >= 4 * 7 * 86400
+    calibrated = VatioDetector().score_series(series).score[last_weeks]
+    absolute = VatioDetector(calibrate_q=None).score_series(series).score[last_weeks]
+    assert np.quantile(absolute, 0.99) > 2 * np.quantile(calibrated, 0.99)

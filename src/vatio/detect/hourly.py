@@ -109,3 +109,20 @@ def seasonal_deviation(
     z = (level - expected) / spread
     z = np.where((valid >= min_weeks) & ~np.isnan(z), z, 0.0)
     return Deviation(z=z, observed=level, expected=expected, spread=spread)
+
+
+def causal_scale(score: FloatArray, *, window: int, q: float, every: int = 24, min_history: int = 168) -> FloatArray:
+    """This home's own usual high score: the ``q``-quantile of the past ``window`` values.
+
+    Recomputed every ``every`` values from values strictly before, forward
+    filled; 1.0 until ``min_history`` values exist. Dividing by it (never by
+    less than 1) makes a component's score mean "unusual for this home".
+    """
+    n = len(score)
+    scale = np.ones(n)
+    for start in range(min_history, n, every):
+        past = score[max(0, start - window) : start]
+        past = past[~np.isnan(past)]
+        if len(past) >= min_history // 2:
+            scale[start : start + every] = max(float(np.quantile(past, q)), 1.0)
+    return scale

@@ -19,6 +19,7 @@ from vatio.detect.hourly import (
     HOUR,
     WEEK_H,
     Deviation,
+    causal_scale,
     hourly,
     rolling_low,
     rolling_mean,
@@ -55,6 +56,8 @@ class VatioDetector:
     floor_w: float = 40.0
     floor_frac: float = 0.2
     baseload_floor_w: float = 15.0
+    calibrate_q: float | None = 0.99
+    calibrate_hours: int = 28 * 24
 
     def score_series(self, series: DeviceSeries) -> SeriesScores:
         n = len(series)
@@ -112,11 +115,19 @@ class VatioDetector:
             floor_frac=0.1,
             period=24,
         )
-        return {
+        raw = {
             "level_high": (np.maximum(short.z, 0.0) / Z_UNIT, short),
             "sustained_high": (np.maximum(day.z, 0.0) / Z_UNIT, day),
             "level_low": (np.maximum(-day.z, 0.0) / Z_UNIT, day),
             "baseload_increase": (np.maximum(base.z, 0.0) / Z_UNIT, base),
+        }
+        if not self.calibrate_q:
+            return raw
+        # A home whose evenings always look like "4 sigma" has a heavy tail of its
+        # own: measure each component against that tail, not an absolute scale.
+        return {
+            kind: (score / causal_scale(score, window=self.calibrate_hours, q=self.calibrate_q), dev)
+            for kind, (score, dev) in raw.items()
         }
 
     @staticmethod
