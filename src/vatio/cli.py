@@ -77,7 +77,9 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     broker = BrokerUrl.parse(args.broker)
     store = open_store(args.db)
     await store.migrate()
-    pipeline = IngestPipeline(store=store, batch_readings=args.batch, flush_interval_s=args.flush_interval)
+    pipeline = IngestPipeline(
+        store=store, batch_readings=args.batch, flush_interval_s=args.flush_interval, raw_days=args.raw_days
+    )
     options = IngestOptions(group=args.group, instance=args.instance, protocol=args.protocol, shared=not args.no_shared)
     service = IngestService(broker=broker, pipeline=pipeline, options=options)
     logging.getLogger("vatio").info("ingest %s -> %s as %s", broker, store.url, options.client_id)

@@ -42,11 +42,38 @@ def read_input(path: Path, *, tz: str = "UTC") -> pd.DataFrame:
         raise ConfigError("need a power_w or an energy_kwh column")
     if frame["device_id"].isna().any():
         raise ConfigError(f"row {_first(frame['device_id'].isna())}: device_id is empty")
-    stamps = pd.to_datetime(frame["timestamp"], errors="coerce", utc=False, format="ISO8601")
+    frame["_ts"] = _epoch_seconds(frame["timestamp"], tz)
+    for column in ("power_w", "energy_kwh"):
+        if column in frame.columns:
+            raw = frame[column]
+            values = pd.to_numeric(raw, errors="coerce")
+            bad = (values.isna() & raw.notna()) | np.isinf(values)
+            if bad.any():
+                row = _first(bad)
+                raise ConfigError(f"row {row}: {column} '{raw.iloc[row - 2]}' is not a finite number")
+            frame[column] = values.astype(float)
+    return frame
+
+
+_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
+
+
+def _epoch_seconds(text: pd.Series, tz: str) -> pd.Series:
+    """Epoch seconds of ISO 8601 stamps: all with an offset (any mix of offsets,
+    as across a DST change) or all naive (local wall-clock time in ``tz``)."""
+    with_offset = text.str.contains(_OFFSET, regex=True, na=False)
+    if with_offset.any() and not with_offset.all():
+        row = _first(~with_offset)
+        raise ConfigError(f"row {row}: timestamp {text.iloc[row - 2]!r} has no UTC offset while others do")
+    aware = bool(with_offset.all())
+    try:
+        stamps = pd.to_datetime(text, errors="coerce", utc=aware, format="ISO8601")
+    except ValueError as exc:
+        raise ConfigError(f"timestamps could not be read: {exc}") from exc
     if stamps.isna().any():
         row = _first(stamps.isna())
-        raise ConfigError(f"row {row}: timestamp {frame['timestamp'].iloc[row - 2]!r} is not ISO 8601")
-    if stamps.dt.tz is None:
+        raise ConfigError(f"row {row}: timestamp {text.iloc[row - 2]!r} is not ISO 8601")
+    if not aware:
         # Local wall-clock stamps: the repeated autumn hour is taken as the first
         # occurrence and the skipped spring hour moves forward; the clock detector
         # then sees the duplicates for what they are.
@@ -54,17 +81,7 @@ def read_input(path: Path, *, tz: str = "UTC") -> pd.DataFrame:
             stamps = stamps.dt.tz_localize(tz, ambiguous=np.ones(len(stamps), dtype=bool), nonexistent="shift_forward")
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"cannot place the timestamps in time zone {tz!r}: {exc}") from exc
-    frame["_ts"] = stamps.dt.tz_convert("UTC").dt.as_unit("s").astype("int64")
-    for column in ("power_w", "energy_kwh"):
-        if column in frame.columns:
-            raw = frame[column]
-            values = pd.to_numeric(raw, errors="coerce")
-            bad = values.isna() & raw.notna()
-            if bad.any():
-                row = _first(bad)
-                raise ConfigError(f"row {row}: {column} {raw.iloc[row - 2]!r} is not a number")
-            frame[column] = values.astype(float)
-    return frame
+    return stamps.dt.tz_convert("UTC").dt.as_unit("s").astype("int64")
 
 
 def _first(mask: pd.Series) -> int:
@@ -72,9 +89,14 @@ def _first(mask: pd.Series) -> int:
     return int(np.flatnonzero(mask.to_numpy())[0]) + 2
 
 
+#: Rows a device's resolution is inferred from; rows after them are scored causally.
+STEP_ROWS = 100
+
+
 def infer_step(ts: np.ndarray) -> int:
-    """The series' regular resolution: the most common positive difference, 1 s to 1 h."""
-    diffs = np.diff(np.unique(ts))
+    """The series' regular resolution: the most common positive difference of its first
+    ``STEP_ROWS`` rows, 1 s to 1 h (later rows never change how earlier ones are read)."""
+    diffs = np.diff(np.unique(ts[:STEP_ROWS]))
     if len(diffs) == 0:
         return 3600
     values, counts = np.unique(diffs, return_counts=True)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from vatio.contracts import encode_telemetry, status_topic, telemetry_topic
-from vatio.errors import StoreUnavailableError
+from vatio.errors import BatchRejectedError, StoreUnavailableError
 from vatio.ingest.pipeline import IngestPipeline
 from vatio.model import Reading, WriteBatch, WriteResult
 from vatio.store import Store, open_store
@@ -141,3 +141,37 @@ async def test_a_store_outage_delays_acks_and_loses_nothing(store: Store) -> Non
     assert pipeline.counters.write_errors == 2
     assert [pid for _, pid in acked] == [9]
     assert (await store.stats()).readings == 3
+
+
+class _RejectingStore:
+    """A store that refuses every batch with readings, as if validation had missed something."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        if batch.readings:
+            raise BatchRejectedError("value out of range")
+        return await self.inner.write(batch)
+
+
+async def test_rejected_batches_do_not_leave_the_consumer_paused(store: Store) -> None:
+    pipeline, acked = _pipeline(_RejectingStore(store), max_buffered_readings=20)  # type: ignore[arg-type]
+    events: list[str] = []
+    pipeline.pause = lambda: events.append("pause")
+    pipeline.resume = lambda: events.append("resume")
+    for pid in range(1, 4):
+        pipeline.on_message(*_message("d1", pid * 10, 8), qos=1, packet_id=pid)
+        await pipeline.flush()
+    assert events == [], "nothing is waiting for the database, so nothing should pause"
+    assert [pid for _, pid in acked] == [1, 2, 3]
+    assert len(await store.dead_letters()) == 3, "the refused readings are kept as dead letters"
+
+
+async def test_a_pause_in_force_is_reapplied_on_a_new_connection(store: Store) -> None:
+    pipeline, _ = _pipeline(store, max_buffered_readings=10)
+    events: list[str] = []
+    pipeline.pause = lambda: events.append("pause")
+    pipeline.on_message(*_message("d1", 0, 12), qos=1, packet_id=1)
+    pipeline.on_connected()
+    assert events == ["pause", "pause"]

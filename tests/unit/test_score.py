@@ -208,3 +208,44 @@ def test_each_home_is_measured_against_its_own_tail() -> None:
     calibrated = VatioDetector().score_series(series).score[last_weeks]
     absolute = VatioDetector(calibrate_q=None).score_series(series).score[last_weeks]
     assert np.quantile(absolute, 0.99) > 2 * np.quantile(calibrated, 0.99)
+
+
+def test_offsets_changing_at_a_dst_boundary_are_read_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dst.csv"
+    path.write_text(
+        "timestamp,device_id,power_w\n"
+        "2026-10-25T01:30:00+02:00,d,100\n2026-10-25T02:30:00+02:00,d,100\n"
+        "2026-10-25T02:30:00+01:00,d,100\n2026-10-25T03:30:00+01:00,d,100\n"
+    )
+    frame = read_input(path)
+    assert np.diff(frame["_ts"].to_numpy()).tolist() == [3600, 3600, 3600]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("2026-10-25T01:30:00Z,d,1\n2026-10-25T02:30:00,d,1\n", "row 3: timestamp '2026-10-25T02:30:00' has no UTC"),
+        ("2026-10-25T01:30:00Z,d,1\n2026-10-25T02:30:00Z,d,inf\n", "row 3: power_w 'inf' is not a finite number"),
+    ],
+)
+def test_mixed_naive_and_offset_stamps_and_infinities_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: str, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,device_id,power_w\n" + rows)
+    assert main(["score", str(path), "--out", str(tmp_path / "out.csv")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_later_rows_at_another_resolution_do_not_change_earlier_scores(tmp_path: Path) -> None:
+    base = _csv(tmp_path / "a.csv", devices=1)
+    frame = read_input(_as_csv(tmp_path, base))
+    tail = frame.tail(300).copy()
+    # The same device continues at 15-minute resolution after the half-hourly rows.
+    tail["_ts"] = frame["_ts"].iloc[-1] + 900 * np.arange(1, 301)
+    tail["timestamp"] = pd.to_datetime(tail["_ts"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    longer = pd.concat([frame, tail], ignore_index=True)
+    kwargs = {"detector": VatioDetector(), "threshold": Threshold(1.0)}
+    alone = score_frame(frame, **kwargs)  # type: ignore[arg-type]
+    extended = score_frame(longer, **kwargs)  # type: ignore[arg-type]
+    assert (alone["score"].to_numpy() == extended["score"].to_numpy()[: len(frame)]).all()

@@ -123,6 +123,9 @@ class DetectPipeline:
         self.pause: Callable[[], None] = lambda: None
         self.resume: Callable[[], None] = lambda: None
 
+    def on_connected(self) -> None:
+        """Nothing to re-apply: detection never pauses its transport."""
+
     async def restore(self) -> None:
         """Load the last checkpoint and the episodes still open."""
         self._checkpoint = await self.store.load_states(DETECTOR)

@@ -121,6 +121,11 @@ class IngestPipeline:
             horizon = self._now - timedelta(days=self.raw_days)
             self.limits = replace(self._base_limits, min_ts=max(self._base_limits.min_ts, horizon))
 
+    def on_connected(self) -> None:
+        """A new connection starts unpaused: re-apply a pause still in force."""
+        if self._paused:
+            self.pause()
+
     # -- called by the transport, synchronously, once per message --------------
     def on_message(self, topic: str, payload: bytes, qos: int, packet_id: int) -> None:
         counters = self.counters
@@ -205,12 +210,14 @@ class IngestPipeline:
             if current.acks:
                 self.ack(current.acks)
             return
-        self._in_flight += len(current.batch.readings)
+        # Count what was added: a rejected batch is replaced by one without readings.
+        in_flight = len(current.batch.readings)
+        self._in_flight += in_flight
         started = time.perf_counter()
         try:
             await self._commit(current)
         finally:
-            self._in_flight -= len(current.batch.readings)
+            self._in_flight -= in_flight
         self.counters.last_flush_s = time.perf_counter() - started
         self.counters.flushes += 1
         self.ack(current.acks)

@@ -58,6 +58,8 @@ class Consumer(Protocol):
 
     def on_message(self, topic: str, payload: bytes, qos: int, packet_id: int) -> None: ...
 
+    def on_connected(self) -> None: ...
+
     async def run(self) -> None: ...
 
     async def flush(self) -> None: ...
@@ -104,6 +106,7 @@ class IngestService:
             self.pipeline.resume = subscriber.resume_reading
             try:
                 async with subscriber:
+                    self.pipeline.on_connected()
                     self.connections += 1
                     self.connected.set()
                     backoff.reset()

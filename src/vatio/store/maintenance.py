@@ -39,6 +39,6 @@ async def run_maintenance(
                 if raw_days is not None:
                     result = await store.apply_retention(raw_days=raw_days)
                     log.info("retention: %s", result)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             log.warning("store maintenance failed: %s", exc)
         await asyncio.sleep(interval_s)

@@ -11,8 +11,9 @@ NOTHING``. The schema keeps to what TimescaleDB can later convert
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -186,7 +187,15 @@ class PostgresStore(PostgresDetectionMixin):
     # -- writes ---------------------------------------------------------------
     async def write(self, batch: WriteBatch) -> WriteResult:
         pool = await self._get_pool()
-        async with pool.acquire() as conn:
+        try:
+            return await self._write(pool, batch)
+        except BaseException:
+            # The transaction rolled back: partitions it created do not exist.
+            self._partitions.clear()
+            raise
+
+    async def _write(self, pool: asyncpg.Pool, batch: WriteBatch) -> WriteResult:
+        async with _unavailable_as_error(), pool.acquire() as conn:
             try:
                 async with conn.transaction():
                     inserted = await self._write_readings(conn, batch.readings)
@@ -206,6 +215,10 @@ class PostgresStore(PostgresDetectionMixin):
                             records=[(d.received_at, d.topic, d.reason, d.payload) for d in batch.dead_letters],
                             columns=("received_at", "topic", "reason", "payload"),
                         )
+            except asyncpg.CheckViolationError as exc:
+                # "no partition of relation readings found for row": a partition the
+                # cache believed in is gone (dropped, or created by a rolled-back write).
+                raise StoreUnavailableError(f"partition missing, will recreate: {exc}") from exc
             except (
                 asyncpg.DataError,
                 asyncpg.IntegrityConstraintViolationError,
@@ -214,8 +227,6 @@ class PostgresStore(PostgresDetectionMixin):
             ) as exc:
                 # TypeError/ValueError: asyncpg could not encode a value for its column.
                 raise BatchRejectedError(f"batch rejected by PostgreSQL: {exc}") from exc
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-                raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
         return WriteResult(
             inserted=inserted,
             duplicates=len(batch.readings) - inserted,
@@ -245,7 +256,7 @@ class PostgresStore(PostgresDetectionMixin):
     async def _write_sightings(self, conn: asyncpg.Connection, batch: WriteBatch) -> None:
         if not batch.sites:
             return
-        devices = list(batch.sites)
+        devices = sorted(batch.sites)  # one lock order for every writer: no deadlocks
         await conn.execute(
             "INSERT INTO devices (device_id, site_id, first_seen, last_seen) "
             "SELECT d, s, t, t FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(d, s, t) "
@@ -264,7 +275,7 @@ class PostgresStore(PostgresDetectionMixin):
             await self._set_status(pool, device_id, site_id, online=online, firmware=firmware, at=at)
         except asyncpg.DataError as exc:
             raise BatchRejectedError(f"status rejected by PostgreSQL: {exc}") from exc
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except RETRYABLE as exc:
             raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
 
     @staticmethod
@@ -366,7 +377,7 @@ class PostgresStore(PostgresDetectionMixin):
     # -- rollups --------------------------------------------------------------
     async def refresh_rollups(self, *, max_ranges: int = 1000) -> int:
         pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
+        async with _unavailable_as_error(), pool.acquire() as conn, conn.transaction():
             # SKIP LOCKED lets several workers drain the queue without blocking each other.
             ranges = await conn.fetch(
                 "WITH claimed AS (DELETE FROM rollup_dirty WHERE id IN (SELECT id FROM rollup_dirty "
@@ -482,6 +493,26 @@ class PostgresStore(PostgresDetectionMixin):
             partitions_dropped=dropped,
             cutoff=cutoff,
         )
+
+
+#: Errors after which the same call may succeed: connection trouble, a server
+#: restarting or overloaded, a deadlock or serialization failure.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+
+
+@contextlib.asynccontextmanager
+async def _unavailable_as_error() -> AsyncIterator[None]:
+    try:
+        yield
+    except RETRYABLE as exc:
+        raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
 
 
 def _device(row: Any, now: datetime) -> Device:

@@ -113,7 +113,11 @@ class SqliteStore(SqliteDetectionMixin):
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            # Locked, busy, disk full: the same call may succeed later.
+            raise StoreUnavailableError(f"SQLite unavailable: {exc}") from exc
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
