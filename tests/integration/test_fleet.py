@@ -32,7 +32,8 @@ from vatio.ingest.mqtt import MqttSubscriber
 from vatio.ingest.pipeline import IngestPipeline
 from vatio.ingest.service import IngestOptions, IngestService
 from vatio.model.instants import utcnow
-from vatio.sim.fleet import Fleet, FleetOptions, MqttDevice, Transport
+from vatio.sim.fleet import Fleet
+from vatio.sim.fleet_devices import FleetOptions, MqttDevice, Transport
 from vatio.store import Store, open_store
 from vatio.testing import free_port, mosquitto
 from vatio.transport import BrokerUrl
