@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from vatio.model import Anomaly, ModelStatus, ModelVersion
@@ -34,6 +36,47 @@ def migration(*, ts: str, blob: str, serial: str, real: str) -> list[str]:
             created_at {ts} NOT NULL, params {blob} NOT NULL, metrics text NOT NULL,
             UNIQUE (detector, device_id, version))""",
     ]
+
+
+def anomaly_query(
+    *,
+    device_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    open_only: bool,
+    limit: int,
+    placeholder: Callable[[int], str],
+    instant: Callable[[datetime], object],
+) -> tuple[str, list[object]]:
+    """SELECT of episodes overlapping ``[start, end)``, newest first, in the backend's dialect.
+
+    ``placeholder(n)`` spells the n-th parameter (``?`` or ``$n``); ``instant``
+    turns a datetime into the backend's timestamp value.
+
+    >>> anomaly_query(device_id="d", start=None, end=None, open_only=True, limit=5,
+    ...               placeholder=lambda n: f"${n}", instant=str)[1]
+    ['d', 5]
+    """
+    params: list[object] = []
+
+    def arg(value: object) -> str:
+        params.append(value)
+        return placeholder(len(params))
+
+    where = ["1 = 1"]
+    if device_id is not None:
+        where.append(f"device_id = {arg(device_id)}")
+    if end is not None:
+        where.append(f"start_ts < {arg(instant(end))}")
+    if start is not None:
+        where.append(f"(end_ts IS NULL OR end_ts >= {arg(instant(start))})")
+    if open_only:
+        where.append("end_ts IS NULL")
+    sql = (
+        f"SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE {' AND '.join(where)} "
+        f"ORDER BY start_ts DESC, id DESC LIMIT {arg(limit)}"
+    )
+    return sql, params
 
 
 def anomaly_from_row(row: Any, to_dt: Any) -> Anomaly:

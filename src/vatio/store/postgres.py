@@ -272,11 +272,10 @@ class PostgresStore(PostgresDetectionMixin):
     ) -> None:
         pool = await self._get_pool()
         try:
-            await self._set_status(pool, device_id, site_id, online=online, firmware=firmware, at=at)
+            async with _unavailable_as_error():
+                await self._set_status(pool, device_id, site_id, online=online, firmware=firmware, at=at)
         except asyncpg.DataError as exc:
             raise BatchRejectedError(f"status rejected by PostgreSQL: {exc}") from exc
-        except RETRYABLE as exc:
-            raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
 
     @staticmethod
     async def _set_status(

@@ -10,7 +10,14 @@ import asyncpg
 
 from vatio.errors import NotFoundError
 from vatio.model import Anomaly, ModelStatus, ModelVersion
-from vatio.store.detection_sql import ANOMALY_COLUMNS, MODEL_COLUMNS, anomaly_from_row, migration, model_from_row
+from vatio.store.detection_sql import (
+    ANOMALY_COLUMNS,
+    MODEL_COLUMNS,
+    anomaly_from_row,
+    anomaly_query,
+    migration,
+    model_from_row,
+)
 
 MIGRATION = migration(ts="timestamptz", blob="bytea", serial="bigserial PRIMARY KEY", real="double precision")
 _OPEN = f"SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE device_id = $1 AND kind = $2 AND end_ts IS NULL"
@@ -75,25 +82,10 @@ class PostgresDetectionMixin:
         open_only: bool = False,
         limit: int = 100,
     ) -> list[Anomaly]:
-        where: list[str] = ["true"]
-        params: list[object] = []
-
-        def arg(value: object) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
-        if device_id is not None:
-            where.append(f"device_id = {arg(device_id)}")
-        if end is not None:
-            where.append(f"start_ts < {arg(end)}")
-        if start is not None:
-            where.append(f"(end_ts IS NULL OR end_ts >= {arg(start)})")
-        if open_only:
-            where.append("end_ts IS NULL")
-        sql = (
-            f"SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE {' AND '.join(where)} "
-            f"ORDER BY start_ts DESC, id DESC LIMIT {arg(limit)}"
-        )
+        sql, params = anomaly_query(
+            device_id=device_id, start=start, end=end, open_only=open_only, limit=limit,
+            placeholder=lambda n: f"${n}", instant=_same,
+        )  # fmt: skip
         pool = await self._get_pool()
         return [anomaly_from_row(r, _same) for r in await pool.fetch(sql, *params)]
 

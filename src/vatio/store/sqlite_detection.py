@@ -16,6 +16,7 @@ from vatio.store.detection_sql import (
     ANOMALY_COLUMNS,
     MODEL_COLUMNS,
     anomaly_from_row,
+    anomaly_query,
     migration,
     model_from_row,
 )
@@ -96,26 +97,13 @@ class SqliteDetectionMixin:
         open_only: bool = False,
         limit: int = 100,
     ) -> list[Anomaly]:
-        where: list[str] = ["1 = 1"]
-        params: list[object] = []
-        if device_id is not None:
-            where.append("device_id = ?")
-            params.append(device_id)
-        if end is not None:
-            where.append("start_ts < ?")
-            params.append(to_ms(end))
-        if start is not None:
-            where.append("(end_ts IS NULL OR end_ts >= ?)")
-            params.append(to_ms(start))
-        if open_only:
-            where.append("end_ts IS NULL")
-        sql = (
-            f"SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE {' AND '.join(where)} "
-            "ORDER BY start_ts DESC, id DESC LIMIT ?"
-        )
+        sql, params = anomaly_query(
+            device_id=device_id, start=start, end=end, open_only=open_only, limit=limit,
+            placeholder=lambda _: "?", instant=to_ms,
+        )  # fmt: skip
 
         def _query() -> list[Anomaly]:
-            return [anomaly_from_row(r, from_ms) for r in self._db().execute(sql, (*params, limit))]
+            return [anomaly_from_row(r, from_ms) for r in self._db().execute(sql, params)]
 
         return await self._run(_query)
 
