@@ -13,9 +13,7 @@ Every database this session creates is dropped at its end.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +21,7 @@ import asyncpg
 import pytest
 
 from vatio.store.base import Store
-from vatio.testing import PG_ADMIN_URL, create_database, drop_database, mosquitto
+from vatio.testing import PG_ADMIN_URL, create_database, drop_database, mosquitto, run_in_thread
 
 T = TypeVar("T")
 
@@ -46,29 +44,6 @@ BEGIN
     CREATE SCHEMA public;
 END $$;
 """
-
-
-def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a private loop in another thread.
-
-    Session set-up and tear-down run outside the tests' event loops; a thread
-    of its own keeps ``asyncio.run`` from touching the main thread's loop.
-    """
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(coro))
-        except BaseException as exc:
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name="vatio-test-pg-admin")
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
 
 
 class PgDatabases:
@@ -115,13 +90,13 @@ def pg_databases() -> Iterator[PgDatabases]:
     """Session-wide factory of fresh PostgreSQL databases: ``await pg_databases.create()``."""
     databases = PgDatabases()
     yield databases
-    _run_blocking(databases.drop_all())
+    run_in_thread(databases.drop_all())
 
 
 @pytest.fixture(scope="session")
 def pg_url(pg_databases: PgDatabases) -> str:
     """The session's own fresh database; ``store`` resets its schemas before each test."""
-    return _run_blocking(pg_databases.create())
+    return run_in_thread(pg_databases.create())
 
 
 @pytest.fixture

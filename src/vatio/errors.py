@@ -51,3 +51,16 @@ class NotFoundError(VatioError):
         self.kind = kind
         self.key = key
         super().__init__(f"{kind} {key!r} not found")
+
+
+class ConflictError(VatioError):
+    """The request conflicts with the entity's current state (e.g. an invalid transition).
+
+    ``kind`` and ``key`` name the entity, ``state`` its current state.
+    """
+
+    def __init__(self, message: str, *, kind: str, key: str, state: str | None = None) -> None:
+        self.kind = kind
+        self.key = key
+        self.state = state
+        super().__init__(message)

@@ -192,3 +192,31 @@ async def test_a_power_only_interval_ending_at_midnight_belongs_to_the_previous_
     five_minutes_h = 5 / 60
     assert await day_energy(store, "plug", DAY) == pytest.approx(600.0 * five_minutes_h)
     assert await day_energy(store, "plug", NEXT_DAY) == pytest.approx((1500.0 + 2400.0) * five_minutes_h)
+
+
+@pytest.mark.parametrize("late_first", [False, True])
+async def test_an_outage_longer_than_the_counter_reach_still_counts_its_energy(store: Store, late_first: bool) -> None:
+    """Three days without readings: the counter's advance lands in the day the meter came back.
+
+    The rollup refresh looks for neighbours within a day first; the outage is
+    longer, so this proves the unbounded fall-back still finds them, whichever
+    side of the outage is written first.
+    """
+    before = counter_device(
+        "outage", lambda i, ts: 1000.0 + i * INTERVAL_WH, minute_instants(DAY, DAY + timedelta(hours=1))
+    )
+    back_at = DAY + timedelta(days=3, hours=1)
+    last_wh = before[-1].energy_wh
+    assert last_wh is not None
+    resumed_wh = last_wh + 5000.0
+    after = [
+        Reading("outage", back_at + k * STEP, 1000 + k, power_w=WATTS, energy_wh=resumed_wh + k * INTERVAL_WH)
+        for k in range(60)
+    ]
+    for part in (after, before) if late_first else (before, after):
+        await write_all(store, part, "home")
+        await refresh_all(store)
+    back_day = datetime(back_at.year, back_at.month, back_at.day, tzinfo=UTC)
+    # The day of return holds the 5 kWh the counter advanced during the outage, plus its own hour.
+    assert await day_energy(store, "outage", back_day) == pytest.approx(5000.0 + 59 * INTERVAL_WH)
+    assert await day_energy(store, "outage", DAY) == pytest.approx(60 * INTERVAL_WH)

@@ -660,3 +660,16 @@ async def test_a_non_numeric_measurement_is_rejected(store: Store) -> None:
         Reading("plug-new", DAY0 + timedelta(hours=1), 99, power_w=cast(float, "1200 W")),
     ]
     await assert_failed_write_left_no_trace(store, doomed_batch(readings))
+
+
+async def test_last_reading_at_is_the_newest_measurement_whatever_the_hint(store: Store) -> None:
+    measured = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
+    # Replayed a year and a half after it was measured: the device was *seen* now.
+    readings = [Reading("replayed", measured - timedelta(days=k), 100 - k, power_w=50.0) for k in range(30)]
+    batch = WriteBatch(readings=readings, sites={"replayed": "home"}, last_seen={"replayed": datetime.now(UTC)})
+    await store.write(batch)
+    device = await store.get_device("replayed")
+    assert device is not None
+    for hint in (None, device.last_seen, measured, measured - timedelta(days=400)):
+        assert await store.last_reading_at("replayed", near=hint) == measured
+    assert await store.last_reading_at("nobody") is None

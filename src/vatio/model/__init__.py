@@ -1,5 +1,6 @@
 """Pure domain types shared by every stage. No I/O here."""
 
+from vatio.model.alert import Alert, AlertState, AuditEntry, Mute, OutboxMessage, Severity
 from vatio.model.detection import Anomaly, ModelStatus, ModelVersion
 from vatio.model.reading import (
     MEASUREMENTS,
@@ -16,22 +17,35 @@ from vatio.model.series import (
     EnergyPeriod,
     Resolution,
     RollupRow,
+    SiteBucket,
 )
+from vatio.model.tariff import Rate, Site, Tariff, TariffHistory
 
 __all__ = [
     "BUCKET_SECONDS",
     "MEASUREMENTS",
+    "Alert",
+    "AlertState",
     "Anomaly",
+    "AuditEntry",
     "DeadLetter",
     "Device",
     "EnergyBucket",
     "EnergyPeriod",
     "ModelStatus",
     "ModelVersion",
+    "Mute",
+    "OutboxMessage",
+    "Rate",
     "Reading",
     "Resolution",
     "RollupRow",
+    "Severity",
+    "Site",
+    "SiteBucket",
     "StoreStats",
+    "Tariff",
+    "TariffHistory",
     "WriteBatch",
     "WriteResult",
 ]

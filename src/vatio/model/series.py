@@ -40,7 +40,8 @@ class RollupRow:
 
     ``power_sum_w`` and ``power_count`` keep the mean exact when tiers are
     combined; ``energy_wh`` is the energy of intervals ending in the bucket,
-    from the cumulative counter with reset handling, else integrated power.
+    from the cumulative counter with reset handling, else integrated power;
+    ``energy_export_wh`` the same from the export counter (zero without one).
     """
 
     device_id: str
@@ -51,6 +52,7 @@ class RollupRow:
     power_min_w: float | None
     power_max_w: float | None
     energy_wh: float
+    energy_export_wh: float = 0.0
 
     @property
     def power_mean_w(self) -> float | None:
@@ -63,3 +65,18 @@ class EnergyBucket:
 
     start: datetime
     energy_wh: float
+
+
+@dataclass(frozen=True, slots=True)
+class SiteBucket:
+    """One rollup bucket summed over a site's devices.
+
+    ``power_w`` is the sum of the means of the ``devices`` that reported power
+    in the bucket (``None`` when none did); energies are sums over all devices.
+    """
+
+    bucket: datetime
+    devices: int
+    power_w: float | None
+    import_wh: float
+    export_wh: float

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from vatio.errors import ConflictError
 from vatio.model import Anomaly, ModelStatus, ModelVersion
 
 ANOMALY_COLUMNS = (
@@ -47,11 +48,15 @@ def anomaly_query(
     limit: int,
     placeholder: Callable[[int], str],
     instant: Callable[[datetime], object],
+    site_id: str | None = None,
+    before: tuple[datetime, int] | None = None,
 ) -> tuple[str, list[object]]:
     """SELECT of episodes overlapping ``[start, end)``, newest first, in the backend's dialect.
 
     ``placeholder(n)`` spells the n-th parameter (``?`` or ``$n``); ``instant``
-    turns a datetime into the backend's timestamp value.
+    turns a datetime into the backend's timestamp value. ``site_id`` keeps
+    episodes of that site's devices; ``before`` is the ``(start, id)`` of the
+    last episode of the previous page (keyset pagination: stable under inserts).
 
     >>> anomaly_query(device_id="d", start=None, end=None, open_only=True, limit=5,
     ...               placeholder=lambda n: f"${n}", instant=str)[1]
@@ -72,6 +77,11 @@ def anomaly_query(
         where.append(f"(end_ts IS NULL OR end_ts >= {arg(instant(start))})")
     if open_only:
         where.append("end_ts IS NULL")
+    if site_id is not None:
+        where.append(f"device_id IN (SELECT device_id FROM devices WHERE site_id = {arg(site_id)})")
+    if before is not None:
+        at = instant(before[0])
+        where.append(f"(start_ts < {arg(at)} OR (start_ts = {arg(at)} AND id < {arg(before[1])}))")
     sql = (
         f"SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE {' AND '.join(where)} "
         f"ORDER BY start_ts DESC, id DESC LIMIT {arg(limit)}"
@@ -111,3 +121,12 @@ def model_from_row(row: Any, to_dt: Any) -> ModelVersion:
         params=bytes(row[8]),
         metrics=json.loads(row[9]),
     )
+
+
+def check_expected(model: ModelVersion, expect: ModelStatus | None) -> None:
+    """Raise :class:`ConflictError` unless ``model`` is in status ``expect`` (None: any)."""
+    if expect is not None and model.status is not expect:
+        raise ConflictError(
+            f"model {model.id} is {model.status.value}, not {expect.value}",
+            kind="model", key=str(model.id), state=model.status.value,
+        )  # fmt: skip

@@ -109,6 +109,24 @@ def _counter_energy(
     out[idx[1:]] = np.where(plausible, delta, np.where(reset, counter[1:], fallback))
 
 
+def export_interval_wh(ts_ms: IntArray, export_wh: FloatArray, policy: EnergyPolicy = DEFAULT_POLICY) -> FloatArray:
+    """Exported energy of the interval ending at each reading, from the cumulative export counter.
+
+    The import counter's rules apply (resets, replacements); there is no power
+    fallback, so an implausible delta or a device without an export counter
+    counts zero export.
+
+    >>> ts = np.array([0, 60_000, 120_000], dtype=np.int64)
+    >>> export_interval_wh(ts, np.array([900.0, 2.0, 7.0])).tolist()  # reset after the 1st reading
+    [0.0, 2.0, 5.0]
+    """
+    out = np.zeros(len(ts_ms), dtype=np.float64)
+    has_counter = ~np.isnan(export_wh)
+    if len(ts_ms) >= 2 and has_counter.any():
+        _counter_energy(ts_ms, np.full(len(ts_ms), np.nan), export_wh, has_counter, policy, out)
+    return out
+
+
 def minute_rollups(
     device_id: str,
     ts_ms: IntArray,
@@ -118,12 +136,15 @@ def minute_rollups(
     first_bucket_ms: int,
     last_bucket_ms: int,
     policy: EnergyPolicy = DEFAULT_POLICY,
+    export_wh: FloatArray | None = None,
 ) -> list[RollupRow]:
     """1-minute rollup rows for buckets ``first_bucket_ms..last_bucket_ms`` inclusive.
 
     The arrays hold the device's readings sorted by time: the last reading
     before ``first_bucket_ms`` (if any) first, then every reading up to and
     including the end of the last bucket. Buckets without data get no row.
+    ``export_wh``, the cumulative export counter (NaN when missing), fills
+    ``energy_export_wh`` like ``energy_wh`` fills ``energy_wh``.
 
     >>> ts = np.array([0, 30_000, 60_000, 90_000], dtype=np.int64)
     >>> rows = minute_rollups("m", ts, np.array([100.0, 300.0, 200.0, 200.0]),
@@ -154,6 +175,8 @@ def minute_rollups(
     in_energy[:1] = False  # the predecessor reading closes no interval in range
     eslot = ((energy_bucket[in_energy] - first_bucket_ms) // MINUTE_MS).astype(np.int64)
     energy_sum = np.bincount(eslot, weights=energy[in_energy], minlength=nbuckets)
+    export = np.zeros(len(ts_ms)) if export_wh is None else export_interval_wh(ts_ms, export_wh, policy)
+    export_sum = np.bincount(eslot, weights=export[in_energy], minlength=nbuckets)
     touched = np.bincount(eslot, minlength=nbuckets)
 
     rows: list[RollupRow] = []
@@ -169,6 +192,7 @@ def minute_rollups(
                 power_min_w=float(power_min[i]) if has else None,
                 power_max_w=float(power_max[i]) if has else None,
                 energy_wh=float(energy_sum[i]),
+                energy_export_wh=float(export_sum[i]),
             )
         )
     return rows

@@ -11,56 +11,37 @@ NOTHING``. The schema keeps to what TimescaleDB can later convert
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import numpy as np
 
 from vatio.errors import BatchRejectedError, StoreUnavailableError
 from vatio.model import (
     DeadLetter,
     Device,
-    EnergyBucket,
-    EnergyPeriod,
     Reading,
-    Resolution,
-    RollupRow,
     StoreStats,
     WriteBatch,
     WriteResult,
 )
-from vatio.model.instants import from_ms, to_ms, utcnow
+from vatio.model.instants import utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult, redact
-from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy, minute_rollups
+from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy
+from vatio.store.postgres_alerts import MIGRATION as ALERTS_MIGRATION
+from vatio.store.postgres_alerts import PostgresAlertsMixin
+from vatio.store.postgres_common import COLS, READING_COLUMNS, unavailable_as_error
 from vatio.store.postgres_detection import MIGRATION as DETECTION_MIGRATION
 from vatio.store.postgres_detection import PostgresDetectionMixin
+from vatio.store.postgres_series import PostgresSeriesMixin
+from vatio.store.postgres_tariffs import MIGRATION as TARIFFS_MIGRATION
+from vatio.store.postgres_tariffs import PostgresTariffsMixin
 from vatio.store.rollup import (
-    COUNTER_REACH_MS,
-    DERIVED_TIERS,
     dirty_ranges,
-    energy_buckets,
-    minute_window,
-    resolution_seconds,
-    tier_span,
 )
 
-READING_COLUMNS = (
-    "device_id",
-    "ts",
-    "seq",
-    "power_w",
-    "energy_wh",
-    "voltage_v",
-    "current_a",
-    "power_factor",
-    "frequency_hz",
-    "energy_export_wh",
-)
-_COLS = ", ".join(READING_COLUMNS)
 _PARTITION = re.compile(r"^readings_p(\d{8})$")
 #: Partitions created ahead of today by ``migrate`` and ``maintain``.
 DAYS_AHEAD = 7
@@ -92,6 +73,8 @@ MIGRATIONS: list[list[str]] = [
             topic text NOT NULL, reason text NOT NULL, payload bytea NOT NULL)""",
     ],
     DETECTION_MIGRATION,
+    ALERTS_MIGRATION,
+    TARIFFS_MIGRATION,
 ]
 
 
@@ -99,7 +82,7 @@ def _partition_name(day: date) -> str:
     return f"readings_p{day:%Y%m%d}"
 
 
-class PostgresStore(PostgresDetectionMixin):
+class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsMixin, PostgresTariffsMixin):
     """The production :class:`~vatio.store.base.Store` on PostgreSQL 15+."""
 
     def __init__(
@@ -195,7 +178,7 @@ class PostgresStore(PostgresDetectionMixin):
             raise
 
     async def _write(self, pool: asyncpg.Pool, batch: WriteBatch) -> WriteResult:
-        async with _unavailable_as_error(), pool.acquire() as conn:
+        async with unavailable_as_error(), pool.acquire() as conn:
             try:
                 async with conn.transaction():
                     inserted = await self._write_readings(conn, batch.readings)
@@ -249,7 +232,7 @@ class PostgresStore(PostgresDetectionMixin):
         )
         await conn.copy_records_to_table("readings_stage", records=unique, columns=READING_COLUMNS)
         status = await conn.execute(
-            f"INSERT INTO readings ({_COLS}) SELECT {_COLS} FROM readings_stage ON CONFLICT DO NOTHING"
+            f"INSERT INTO readings ({COLS}) SELECT {COLS} FROM readings_stage ON CONFLICT DO NOTHING"
         )
         return int(status.rsplit(" ", 1)[-1])
 
@@ -272,7 +255,7 @@ class PostgresStore(PostgresDetectionMixin):
     ) -> None:
         pool = await self._get_pool()
         try:
-            async with _unavailable_as_error():
+            async with unavailable_as_error():
                 await self._set_status(pool, device_id, site_id, online=online, firmware=firmware, at=at)
         except asyncpg.DataError as exc:
             raise BatchRejectedError(f"status rejected by PostgreSQL: {exc}") from exc
@@ -307,45 +290,6 @@ class PostgresStore(PostgresDetectionMixin):
         return _device(row, now or utcnow()) if row else None
 
     # -- queries --------------------------------------------------------------
-    async def readings(
-        self, device_id: str, start: datetime, end: datetime, *, limit: int | None = None
-    ) -> list[Reading]:
-        pool = await self._get_pool()
-        rows = await pool.fetch(
-            f"SELECT {_COLS} FROM readings WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
-            device_id,
-            start,
-            end,
-            limit,
-        )
-        return [Reading(*row) for row in rows]
-
-    async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
-        tier = resolution_seconds(resolution)
-        pool = await self._get_pool()
-        rows = await pool.fetch(
-            "SELECT device_id, bucket, samples, power_count, power_sum, power_min, power_max, "
-            "energy_wh FROM rollups WHERE tier = $1 AND device_id = $2 AND bucket >= $3 "
-            "AND bucket < $4 ORDER BY bucket",
-            tier,
-            device_id,
-            start,
-            end,
-        )
-        return [RollupRow(*row) for row in rows]
-
-    async def energy(
-        self,
-        device_id: str,
-        start: datetime,
-        end: datetime,
-        period: EnergyPeriod,
-        *,
-        tz: str = "UTC",
-    ) -> list[EnergyBucket]:
-        rows = await self.rollups(device_id, start, end, Resolution.HOUR_1)
-        return energy_buckets(rows, period, tz)
-
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         pool = await self._get_pool()
         rows = await pool.fetch(
@@ -373,105 +317,6 @@ class PostgresStore(PostgresDetectionMixin):
         assert row is not None
         return StoreStats(*(int(v) for v in row))
 
-    # -- rollups --------------------------------------------------------------
-    async def refresh_rollups(self, *, max_ranges: int = 1000) -> int:
-        pool = await self._get_pool()
-        async with _unavailable_as_error(), pool.acquire() as conn, conn.transaction():
-            # SKIP LOCKED lets several workers drain the queue without blocking each other.
-            ranges = await conn.fetch(
-                "WITH claimed AS (DELETE FROM rollup_dirty WHERE id IN (SELECT id FROM rollup_dirty "
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING device_id, start_ms, end_ms) "
-                "SELECT device_id, min(start_ms) AS lo, max(end_ms) AS hi FROM claimed "
-                "GROUP BY device_id, start_ms / 86400000",
-                max_ranges,
-            )
-            for device_id, lo, hi in ranges:
-                await self._recompute(conn, device_id, lo, hi)
-        return len(ranges)
-
-    async def _recompute(self, conn: asyncpg.Connection, device_id: str, start_ms: int, end_ms: int) -> None:
-        # Two workers recomputing the same device would interleave delete and insert.
-        await conn.execute("SELECT pg_advisory_xact_lock(7203, hashtext($1))", device_id)
-        end = from_ms(end_ms)
-        nexts = await conn.fetchrow(
-            "SELECT (SELECT min(ts) FROM readings WHERE device_id = $1 AND ts > $2), "
-            "(SELECT min(ts) FROM readings WHERE device_id = $1 AND ts > $2 AND ts <= $3 "
-            "AND energy_wh IS NOT NULL)",
-            device_id,
-            end,
-            end + timedelta(milliseconds=COUNTER_REACH_MS),
-        )
-        first, last = minute_window(start_ms, end_ms, *(None if t is None else to_ms(t) for t in nexts))
-        window_start, window_end = from_ms(first), from_ms(last + 60_000)
-        # The predecessor, and the last counter reading within reach, so a
-        # window without counter readings still knows the device has a counter.
-        rows = await conn.fetch(
-            "(SELECT ts, power_w, energy_wh FROM readings WHERE device_id = $1 AND ts < $2 "
-            "AND ts >= $4 AND energy_wh IS NOT NULL ORDER BY ts DESC LIMIT 1) UNION "
-            "(SELECT ts, power_w, energy_wh FROM readings WHERE device_id = $1 AND ts < $2 "
-            "ORDER BY ts DESC LIMIT 1) UNION ALL (SELECT ts, power_w, energy_wh FROM readings "
-            "WHERE device_id = $1 AND ts >= $2 AND ts <= $3) ORDER BY 1",
-            device_id,
-            window_start,
-            window_end,
-            window_start - timedelta(milliseconds=COUNTER_REACH_MS),
-        )
-        ts = np.array([to_ms(r[0]) for r in rows], dtype=np.int64)
-        values = np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2)
-        minute = minute_rollups(
-            device_id,
-            ts,
-            values[:, 0],
-            values[:, 1],
-            first_bucket_ms=first,
-            last_bucket_ms=last,
-            policy=self.policy,
-        )
-        await conn.execute(
-            "DELETE FROM rollups WHERE tier = 60 AND device_id = $1 AND bucket >= $2 AND bucket <= $3",
-            device_id,
-            window_start,
-            from_ms(last),
-        )
-        await conn.copy_records_to_table(
-            "rollups",
-            records=[
-                (
-                    60,
-                    device_id,
-                    r.bucket,
-                    r.samples,
-                    r.power_count,
-                    r.power_sum_w,
-                    r.power_min_w,
-                    r.power_max_w,
-                    r.energy_wh,
-                )
-                for r in minute
-            ],
-        )
-        for tier in DERIVED_TIERS:
-            lo, hi = tier_span(first, last, tier)
-            await conn.execute(
-                "DELETE FROM rollups WHERE tier = $1 AND device_id = $2 AND bucket >= $3 AND bucket <= $4",
-                tier,
-                device_id,
-                from_ms(lo * 1000),
-                from_ms(hi * 1000),
-            )
-            await conn.execute(
-                "INSERT INTO rollups SELECT $1::integer, device_id, "
-                "date_bin(make_interval(secs => $1::integer), bucket, timestamptz '1970-01-01 00:00+00') "
-                "AS b, "
-                "sum(samples), sum(power_count), sum(power_sum), min(power_min), max(power_max), "
-                "sum(energy_wh) FROM rollups WHERE tier = 60 AND device_id = $2 AND bucket >= $3 "
-                "AND bucket < $4 GROUP BY device_id, b",
-                tier,
-                device_id,
-                from_ms(lo * 1000),
-                from_ms((hi + tier) * 1000),
-            )
-
     # -- retention ------------------------------------------------------------
     async def apply_retention(self, *, raw_days: int, now: datetime | None = None) -> RetentionResult:
         cutoff = (now or utcnow()) - timedelta(days=raw_days)
@@ -492,26 +337,6 @@ class PostgresStore(PostgresDetectionMixin):
             partitions_dropped=dropped,
             cutoff=cutoff,
         )
-
-
-#: Errors after which the same call may succeed: connection trouble, a server
-#: restarting or overloaded, a deadlock or serialization failure.
-RETRYABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TransactionRollbackError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
-
-
-@contextlib.asynccontextmanager
-async def _unavailable_as_error() -> AsyncIterator[None]:
-    try:
-        yield
-    except RETRYABLE as exc:
-        raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
 
 
 def _device(row: Any, now: datetime) -> Device:

@@ -15,6 +15,7 @@ from vatio.store.detection_sql import (
     MODEL_COLUMNS,
     anomaly_from_row,
     anomaly_query,
+    check_expected,
     migration,
     model_from_row,
 )
@@ -81,13 +82,20 @@ class PostgresDetectionMixin:
         end: datetime | None = None,
         open_only: bool = False,
         limit: int = 100,
+        site_id: str | None = None,
+        before: tuple[datetime, int] | None = None,
     ) -> list[Anomaly]:
         sql, params = anomaly_query(
             device_id=device_id, start=start, end=end, open_only=open_only, limit=limit,
-            placeholder=lambda n: f"${n}", instant=_same,
+            placeholder=lambda n: f"${n}", instant=_same, site_id=site_id, before=before,
         )  # fmt: skip
         pool = await self._get_pool()
         return [anomaly_from_row(r, _same) for r in await pool.fetch(sql, *params)]
+
+    async def get_anomaly(self, anomaly_id: int) -> Anomaly | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(f"SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = $1", anomaly_id)
+        return None if row is None else anomaly_from_row(row, _same)
 
     async def save_states(self, detector: str, states: dict[str, bytes], *, at: datetime) -> None:
         pool = await self._get_pool()
@@ -131,13 +139,23 @@ class PostgresDetectionMixin:
         )
         return [model_from_row(r, _same) for r in rows]
 
-    async def set_model_status(self, model_id: int, status: ModelStatus) -> ModelVersion:
+    async def set_model_status(
+        self, model_id: int, status: ModelStatus, *, expect: ModelStatus | None = None
+    ) -> ModelVersion:
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
+            # One status change per detector and device at a time (save_model's lock), taken before
+            # any row lock: two promotions lock different rows, and without it each retires only the
+            # live version its snapshot saw, so both end up live.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(7205, hashtext(detector || '/' || device_id)) FROM models WHERE id = $1",
+                model_id,
+            )
             row = await conn.fetchrow(f"SELECT {MODEL_COLUMNS} FROM models WHERE id = $1 FOR UPDATE", model_id)
             if row is None:
                 raise NotFoundError("model", str(model_id))
             model = model_from_row(row, _same)
+            check_expected(model, expect)
             if status is ModelStatus.LIVE:
                 await conn.execute(
                     "UPDATE models SET status = 'retired' WHERE detector = $1 AND device_id = $2 AND status = 'live'",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vatio.errors import ConfigError
@@ -93,3 +93,23 @@ def energy_buckets(rows: Iterable[RollupRow], period: EnergyPeriod, tz: str) -> 
             key = key.replace(tzinfo=None).replace(tzinfo=local)
         totals[key.astimezone(UTC)] += row.energy_wh
     return [EnergyBucket(start=key.astimezone(local), energy_wh=round(totals[key], 6)) for key in sorted(totals)]
+
+
+def local_date_buckets(totals: Iterable[tuple[date, float]], tz: str) -> list[EnergyBucket]:
+    """Day or month buckets from energy summed per local start date, as :func:`energy_buckets` makes them.
+
+    For backends that sum in the database: each ``(date, energy_wh)`` is a
+    local day (or a month's first day) of ``tz`` in ascending order; the bucket
+    starts at its local midnight, resolved exactly as ``energy_buckets`` does.
+
+    >>> [b.start.isoformat() for b in local_date_buckets([(date(2026, 3, 29), 1.5)], "Europe/Paris")]
+    ['2026-03-29T00:00:00+01:00']
+    """
+    local = zone(tz)
+    return [
+        EnergyBucket(
+            start=datetime(day.year, day.month, day.day, tzinfo=local).astimezone(UTC).astimezone(local),
+            energy_wh=round(energy_wh, 6),
+        )
+        for day, energy_wh in totals
+    ]

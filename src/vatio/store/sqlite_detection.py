@@ -17,6 +17,7 @@ from vatio.store.detection_sql import (
     MODEL_COLUMNS,
     anomaly_from_row,
     anomaly_query,
+    check_expected,
     migration,
     model_from_row,
 )
@@ -96,16 +97,25 @@ class SqliteDetectionMixin:
         end: datetime | None = None,
         open_only: bool = False,
         limit: int = 100,
+        site_id: str | None = None,
+        before: tuple[datetime, int] | None = None,
     ) -> list[Anomaly]:
         sql, params = anomaly_query(
             device_id=device_id, start=start, end=end, open_only=open_only, limit=limit,
-            placeholder=lambda _: "?", instant=to_ms,
+            placeholder=lambda _: "?", instant=to_ms, site_id=site_id, before=before,
         )  # fmt: skip
 
         def _query() -> list[Anomaly]:
             return [anomaly_from_row(r, from_ms) for r in self._db().execute(sql, params)]
 
         return await self._run(_query)
+
+    async def get_anomaly(self, anomaly_id: int) -> Anomaly | None:
+        def _get() -> Anomaly | None:
+            row = self._db().execute(f"SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?", (anomaly_id,)).fetchone()
+            return None if row is None else anomaly_from_row(row, from_ms)
+
+        return await self._run(_get)
 
     async def save_states(self, detector: str, states: dict[str, bytes], *, at: datetime) -> None:
         rows = [(detector, device, state, to_ms(at)) for device, state in states.items()]
@@ -168,7 +178,9 @@ class SqliteDetectionMixin:
 
         return await self._run(_query)
 
-    async def set_model_status(self, model_id: int, status: ModelStatus) -> ModelVersion:
+    async def set_model_status(
+        self, model_id: int, status: ModelStatus, *, expect: ModelStatus | None = None
+    ) -> ModelVersion:
         def _set() -> ModelVersion:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
@@ -177,6 +189,7 @@ class SqliteDetectionMixin:
                 if row is None:
                     raise NotFoundError("model", str(model_id))
                 model = model_from_row(row, from_ms)
+                check_expected(model, expect)
                 if status is ModelStatus.LIVE:
                     db.execute(
                         "UPDATE models SET status = 'retired' WHERE detector = ? AND device_id = ? AND status = 'live'",
