@@ -1,0 +1,216 @@
+"""Sites and tariffs in the store (both backends), and costs that follow tariff changes made after the fact.
+
+Data: ``meter-1`` of site ``home`` reads every minute and its import counter
+rises 20 Wh a minute (1.2 kWh an hour). Expected costs are computed here from
+the pricing rules, never by the code under test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from vatio.energy.site import SiteEnergy, add_tariff
+from vatio.errors import ConfigError, NotFoundError
+from vatio.model import EnergyPeriod, Rate, Reading, Resolution, Site, Tariff
+from vatio.store import Store, write_all
+
+pytestmark = pytest.mark.integration
+
+ALL_DAYS = tuple(range(7))
+PARIS = ZoneInfo("Europe/Paris")
+UTC_ZONE = ZoneInfo("UTC")
+WH_PER_MINUTE = 20.0
+KWH_PER_HOUR = 1.2
+
+
+def flat(price: float, effective: date, standing: float = 0.0, name: str = "flat") -> Tariff:
+    return Tariff(
+        name=name,
+        currency="EUR",
+        effective_from=effective,
+        standing_charge_per_day=standing,
+        rates=(Rate(days=ALL_DAYS, start="00:00", end="24:00", price_per_kwh=price),),
+    )
+
+
+def metered(device: str, start: datetime, minutes: int, wh_per_minute: float = WH_PER_MINUTE) -> list[Reading]:
+    return [
+        Reading(device, start + timedelta(minutes=k), k, power_w=wh_per_minute * 60, energy_wh=1000 + wh_per_minute * k)
+        for k in range(minutes + 1)
+    ]
+
+
+async def refresh_all(store: Store) -> None:
+    for _ in range(100):
+        if await store.refresh_rollups() == 0:
+            return
+    pytest.fail("refresh_rollups never drained")
+
+
+# -- CRUD --------------------------------------------------------------------------------
+
+
+async def test_sites_round_trip(store: Store) -> None:
+    assert await store.get_site("home") is None
+    site = Site(site_id="home", name="Home", tz="Europe/Paris", currency="GBP", peak_limit_kw=9.0)
+    await store.put_site(site)
+    await store.put_site(Site(site_id="cabin"))
+    assert await store.get_site("home") == site
+    assert [s.site_id for s in await store.list_sites()] == ["cabin", "home"]
+    changed = Site(site_id="home", tz="UTC", currency="GBP")
+    await store.put_site(changed)
+    assert await store.get_site("home") == changed
+
+
+async def test_main_meters_round_trip_and_replace(store: Store) -> None:
+    site = Site(site_id="home", main_meters=("meter-2", "meter-1"))
+    await store.put_site(site)
+    assert await store.get_site("home") == site  # order kept
+    assert [s.main_meters for s in await store.list_sites()] == [("meter-2", "meter-1")]
+    await store.put_site(Site(site_id="home", main_meters=("meter-1",)))
+    assert (await store.get_site("home")) == Site(site_id="home", main_meters=("meter-1",))
+    await store.put_site(Site(site_id="home"))  # a PUT without main meters: every device counts again
+    assert (await store.get_site("home")) == Site(site_id="home", main_meters=())
+
+
+async def test_tariffs_round_trip_replace_by_start_date_and_delete(store: Store) -> None:
+    tou = Tariff(
+        name="tou",
+        currency="EUR",
+        effective_from=date(2026, 3, 1),
+        standing_charge_per_day=0.4,
+        export_price_per_kwh=0.07,
+        rates=(
+            Rate(days=ALL_DAYS, start="07:00", end="23:00", price_per_kwh=0.3),
+            Rate(days=ALL_DAYS, start="23:00", end="07:00", price_per_kwh=0.1),
+        ),
+    )
+    first = await store.put_tariff("home", flat(0.2, date(2026, 1, 1)))
+    second = await store.put_tariff("home", tou)
+    assert first.id is not None
+    assert second.id is not None
+    assert second == replace(tou, id=second.id)
+    await store.put_tariff("other", flat(0.9, date(2026, 1, 1)))
+    assert [t.effective_from for t in await store.tariffs("home")] == [date(2026, 1, 1), date(2026, 3, 1)]
+
+    replaced = await store.put_tariff("home", flat(0.25, date(2026, 1, 1), name="flat v2"))
+    assert replaced.id == first.id
+    assert [(t.name, t.rates[0].price_per_kwh) for t in await store.tariffs("home")] == [
+        ("flat v2", 0.25),
+        ("tou", 0.3),
+    ]
+
+    await store.delete_tariff("home", second.id)
+    assert [t.id for t in await store.tariffs("home")] == [first.id]
+    with pytest.raises(NotFoundError):
+        await store.delete_tariff("home", second.id)
+    with pytest.raises(NotFoundError):
+        await store.delete_tariff("other", first.id)  # another site's tariff id
+
+
+async def test_add_tariff_checks_site_and_currency(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        await add_tariff(store, "nowhere", flat(0.2, date(2026, 1, 1)))
+    await add_tariff(store, "new-home", flat(0.2, date(2026, 1, 1)), create_site=True)
+    assert (await store.get_site("new-home")) == Site(site_id="new-home", currency="EUR")
+    gbp = replace(flat(0.2, date(2026, 2, 1)), currency="GBP")
+    with pytest.raises(ConfigError, match="currency"):
+        await add_tariff(store, "new-home", gbp)
+
+
+# -- costs follow tariffs changed after the fact -------------------------------------------
+
+
+async def test_tariff_effective_in_the_past_recomputes_the_affected_costs(store: Store) -> None:
+    start = datetime(2026, 1, 10, tzinfo=UTC)
+    await write_all(store, metered("meter-1", start, 3 * 24 * 60), "home")
+    await refresh_all(store)
+    await add_tariff(store, "home", flat(0.20, date(2026, 1, 1), standing=1.0))
+
+    async def daily_costs() -> list[float | None]:
+        energy = await SiteEnergy.load(store, "home")
+        result = await energy.energy(start, start + timedelta(days=3), EnergyPeriod.DAY, UTC_ZONE)
+        assert [b.import_kwh for b in result.items] == pytest.approx([24 * KWH_PER_HOUR] * 3)
+        return [b.cost for b in result.items]
+
+    day_kwh = 24 * KWH_PER_HOUR
+    assert await daily_costs() == pytest.approx([day_kwh * 0.20 + 1.0] * 3)
+
+    # Added later, effective from the second day: days 2 and 3 change, day 1 does not.
+    later = await add_tariff(store, "home", flat(0.50, date(2026, 1, 11)))
+    assert await daily_costs() == pytest.approx([day_kwh * 0.20 + 1.0, day_kwh * 0.50, day_kwh * 0.50])
+
+    # The old tariff corrected in place (same start date): only day 1 follows.
+    await add_tariff(store, "home", flat(0.30, date(2026, 1, 1), standing=1.0))
+    assert await daily_costs() == pytest.approx([day_kwh * 0.30 + 1.0, day_kwh * 0.50, day_kwh * 0.50])
+
+    assert later.id is not None
+    await store.delete_tariff("home", later.id)
+    assert await daily_costs() == pytest.approx([day_kwh * 0.30 + 1.0] * 3)
+
+
+async def test_time_of_use_cost_over_a_spring_forward_day(store: Store) -> None:
+    # Local 29 March 2026 in Paris has 23 hours: 23:00Z on the 28th to 22:00Z on the 29th.
+    await write_all(store, metered("meter-1", datetime(2026, 3, 28, 21, tzinfo=UTC), 27 * 60), "home")
+    await refresh_all(store)
+    await store.put_site(Site(site_id="home", tz="Europe/Paris"))
+    tou = Tariff(
+        name="tou",
+        currency="EUR",
+        effective_from=date(2026, 1, 1),
+        standing_charge_per_day=0.48,
+        rates=(
+            Rate(days=ALL_DAYS, start="07:00", end="23:00", price_per_kwh=0.30),
+            Rate(days=ALL_DAYS, start="23:00", end="07:00", price_per_kwh=0.10),
+        ),
+    )
+    await add_tariff(store, "home", tou)
+    energy = await SiteEnergy.load(store, "home")
+    day_start = datetime(2026, 3, 29, tzinfo=PARIS)
+    result = await energy.energy(day_start, day_start + timedelta(days=1), EnergyPeriod.DAY, energy.zone(None))
+    [day] = result.items
+    assert day.start == day_start
+    assert day.import_kwh == pytest.approx(23 * KWH_PER_HOUR)
+    # Night: 00, 01, 03, 04, 05, 06 and 23 h local = 7 hours; day 07-23 h = 16 hours.
+    assert day.cost == pytest.approx(KWH_PER_HOUR * (7 * 0.10 + 16 * 0.30) + 0.48)
+    assert result.total_cost == day.cost
+    assert result.currency == "EUR"
+
+    hours = await energy.energy(day_start, day_start + timedelta(days=1), EnergyPeriod.HOUR, energy.zone(None))
+    assert [h.start.hour for h in hours.items[:4]] == [0, 1, 3, 4]
+    assert hours.total_cost == pytest.approx(day.cost)
+
+
+async def test_site_rollups_sum_devices_and_ignore_other_sites(store: Store) -> None:
+    start = datetime(2026, 1, 10, tzinfo=UTC)
+    await write_all(store, metered("meter-1", start, 60), "home")
+    await write_all(store, metered("plug-1", start, 60, wh_per_minute=5.0), "home")
+    await write_all(store, metered("elsewhere", start, 60, wh_per_minute=100.0), "other")
+    await refresh_all(store)
+    [hour] = await store.site_rollups("home", start, start + timedelta(hours=1), Resolution.HOUR_1)
+    assert hour.bucket == start
+    assert hour.devices == 2
+    assert hour.power_w == pytest.approx(1200.0 + 300.0)
+    assert hour.import_wh == pytest.approx(60 * (WH_PER_MINUTE + 5.0))
+    assert hour.export_wh == 0.0
+    assert await store.site_rollups("nowhere", start, start + timedelta(hours=1), Resolution.HOUR_1) == []
+
+
+async def test_site_rollups_of_some_devices_leave_the_others_out(store: Store) -> None:
+    start = datetime(2026, 1, 10, tzinfo=UTC)
+    await write_all(store, metered("meter-1", start, 60), "home")
+    await write_all(store, metered("plug-1", start, 60, wh_per_minute=5.0), "home")
+    await write_all(store, metered("elsewhere", start, 60, wh_per_minute=100.0), "other")
+    await refresh_all(store)
+    end = start + timedelta(hours=1)
+    [hour] = await store.site_rollups("home", start, end, Resolution.HOUR_1, ["meter-1"])
+    assert hour.devices == 1
+    assert [hour.power_w, hour.import_wh] == pytest.approx([1200.0, 60 * 20.0])
+    # A device of another site never counts, even when named.
+    [both] = await store.site_rollups("home", start, end, Resolution.HOUR_1, ["meter-1", "elsewhere"])
+    assert both.import_wh == pytest.approx(60 * 20.0)
+    assert await store.site_rollups("home", start, end, Resolution.HOUR_1, []) == []
