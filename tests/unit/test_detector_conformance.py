@@ -17,9 +17,16 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from vatio.detect.base import Threshold
+from vatio.detect.backend import SeasonalDetector
+from vatio.detect.base import DeviceSeries, SeriesDetector, Threshold
+from vatio.detect.domain import DomainDetectors
 from vatio.detect.edge import Cusum, DataQuality, EdgeSuite, EwmaChart, Limits, RateOfChange, RobustZ
+from vatio.detect.forecast import ForecastResidualDetector
+from vatio.detect.seasonal_model import SeasonalModel
+from vatio.detect.shapes import ShapeDetector
 from vatio.detect.stream import BatchVerdicts, Obs, ObsBatch, ScanDetector, StreamDetector, Verdict
+from vatio.detect.suite import VatioDetector
+from vatio.detect.temperature import TemperatureDetector
 
 STEP = 10.0
 T0 = 1_790_000_000.0
@@ -46,6 +53,9 @@ FACTORIES: dict[str, Callable[[], StreamDetector]] = {
     **{f"{d.name}_small": partial(_small_one, i) for i, d in enumerate(_small()[1:], 1)},
     "edge_suite": EdgeSuite,
     "edge_suite_small": lambda: EdgeSuite(detectors=_small()),
+    # The back-end tier with a flat model of these homes (~300 W an hour, baseload 180 W).
+    "seasonal": lambda: SeasonalDetector(model=SeasonalModel(np.zeros(168), np.full(168, 40.0), 300.0, 180.0, 10.0)),
+    "seasonal_unfitted": SeasonalDetector,
 }
 every_detector = pytest.mark.parametrize("make", FACTORIES.values(), ids=FACTORIES.keys())
 
@@ -398,3 +408,56 @@ def test_bad_settings_are_refused() -> None:
         EwmaChart(alpha=1.5)
     with pytest.raises(ValueError, match="distinct names"):
         EdgeSuite(detectors=(Limits(), Limits()))
+
+
+# -- batch series detectors (vatio score / vatio eval) -------------------------------
+
+SERIES_FACTORIES: dict[str, Callable[[], SeriesDetector]] = {
+    "vatio": VatioDetector,
+    "vatio_all_components": lambda: VatioDetector(kinds=None),
+    "vatio_peak_limit": lambda: VatioDetector(domain=DomainDetectors(peak_limit_w=2000.0)),
+    "vatio_uncalibrated": lambda: VatioDetector(calibrate_q=None),
+    "forecast": ForecastResidualDetector,
+    "shapes": lambda: ShapeDetector(warmup_days=7, refit_days=7),
+    "hvac_temperature": TemperatureDetector,
+}
+every_series_detector = pytest.mark.parametrize("make", SERIES_FACTORIES.values(), ids=SERIES_FACTORIES.keys())
+
+
+def _series_home(days: int = 30, step: int = 1800) -> DeviceSeries:
+    rng = np.random.default_rng(7)
+    ts = np.arange(0, days * 86400, step, dtype=np.int64)
+    hour = (ts % 86400) / 3600
+    power = 150 + 400 * np.exp(-((hour - 19) ** 2) / 4) + rng.normal(0, 10, len(ts))
+    power[-60:-20] += 900.0
+    energy = power * step / 3600
+    return DeviceSeries("d", ts, power, step, energy_wh=energy)
+
+
+@every_series_detector
+def test_series_detector_pickles_and_is_deterministic(make: Callable[[], SeriesDetector]) -> None:
+    series = _series_home()
+    a = make().score_series(series)
+    b = pickle.loads(pickle.dumps(make())).score_series(series)
+    assert np.array_equal(a.score, b.score)
+    assert list(a.kind) == list(b.kind)
+    assert len(a.score) == len(series)
+    assert np.isfinite(a.score).all()
+
+
+@every_series_detector
+def test_series_detector_is_causal(make: Callable[[], SeriesDetector]) -> None:
+    series = _series_home()
+    k = len(series) - 200
+    prefix = DeviceSeries("d", series.ts[: k + 1], series.power_w[: k + 1], series.step_s, series.energy_wh[: k + 1])  # type: ignore[index]
+    assert np.array_equal(make().score_series(series).score[: k + 1], make().score_series(prefix).score)
+
+
+@every_series_detector
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_series_detector_tolerates_short_series_and_missing_values(make: Callable[[], SeriesDetector], n: int) -> None:
+    series = _series_home(days=8)
+    series.power_w[100:140] = np.nan
+    short = DeviceSeries("d", series.ts[:n], series.power_w[:n], series.step_s)
+    assert len(make().score_series(short).score) == n
+    assert np.isfinite(make().score_series(series).score).all()

@@ -18,6 +18,16 @@ _WHAT = {
     "counter_reset": "energy counter went backwards or jumped (reset or replacement)",
     "stuck_meter": "the meter repeats the same value (stuck)",
     "spike": "a value far above anything seen before",
+    "left_on": "the lowest power of the last 2 h above usual for this time of day (something left on)",
+    "baseload_drift": "the lowest power of the last 6 h above usual for this time of day",
+    "night_use": "use in hours when this home is usually near its floor",
+    "vacancy": "the highest power of the last 12 h has fallen to what the home draws when empty",
+    "tamper": "the lowest power of the last 24 h has fallen below what the home draws when empty "
+    "(meter under-reading?)",
+    "peak_demand": "power above the configured demand limit",
+    "above_record": "power held for 2 h above anything the home drew at this time of day "
+    "in the past 28 days (something left on, or use at an unusual hour)",
+    "floor_record": "the lowest power of the last 24 h above its highest in the past 28 days (the always-on load rose)",
 }
 
 

@@ -60,13 +60,19 @@ def rolling_low(values: FloatArray, window: int, q: float) -> FloatArray:
         return values.copy()
     padded = np.concatenate((np.full(window - 1, np.nan), values))
     view = np.lib.stride_tricks.sliding_window_view(padded, window)
-    out = np.full(n, np.nan)
-    enough = np.sum(~np.isnan(view), axis=1) >= window // 2
-    if enough.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[enough] = np.nanquantile(view[enough], q, axis=1)
-    return out
+    # np.nanquantile works row by row; sorting (NaN last) and interpolating between
+    # the order statistics of each row's valid values is the same number, vectorised.
+    ordered = np.sort(view, axis=1)
+    valid = np.sum(~np.isnan(view), axis=1)
+    enough = valid >= window // 2
+    position = q * np.maximum(valid - 1, 0)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(valid - 1, 0))
+    rows = np.arange(n)
+    low, high = ordered[rows, below], ordered[rows, above]
+    with np.errstate(invalid="ignore"):
+        value = low + (position - below) * (high - low)
+    return np.where(enough & (valid > 0), value, np.nan)
 
 
 def past_weeks(values: FloatArray, weeks: int, period: int = WEEK_H) -> FloatArray:
@@ -126,3 +132,56 @@ def causal_scale(score: FloatArray, *, window: int, q: float, every: int = 24, m
         if len(past) >= min_history // 2:
             scale[start : start + every] = max(float(np.quantile(past, q)), 1.0)
     return scale
+
+
+def tail_rarity(
+    score: FloatArray,
+    *,
+    window: int,
+    every: int,
+    min_history: int,
+    q_lo: float = 0.9,
+    q_hi: float = 0.99,
+    min_width: float = 0.25,
+) -> FloatArray:
+    """A non-negative score as decades of rarity against this home's own past tail.
+
+    On ``log1p(score)`` the past ``window`` values (recomputed every ``every``
+    values, strictly before; nothing until ``min_history`` values exist) give
+    the ``q_lo`` and ``q_hi`` quantiles, mapped to ``-log10(1 - q)`` (1 and 2
+    decades for 0.9 and 0.99); beyond them the tail is taken as exponential,
+    so the mapping goes on linearly, never steeper than puts the past maximum
+    of N values at ``log10(N)`` decades (nor than ``min_width`` log units per
+    decade), so a heavy or mostly-zero tail is not extrapolated into alarms. A value of 3 then means
+    "about one in a thousand for this home", whatever the component's scale,
+    so one threshold means one false-alarm rate across components and homes.
+
+    >>> rng = np.random.default_rng(0)
+    >>> r = tail_rarity(rng.exponential(1.0, 5000), window=2000, every=100, min_history=500)
+    >>> bool(abs(np.mean(r[1000:] >= 2.0) - 0.01) < 0.005)
+    True
+    """
+    n = len(score)
+    logged = np.log1p(np.maximum(np.nan_to_num(score, nan=0.0), 0.0))
+    starts = np.arange(min_history, n, every)
+    levels = [q_lo, q_hi, 1.0]
+    stats = np.empty((len(starts), 3))
+    full = starts >= window
+    if full.any():
+        # One quantile call over every full-window block at once.
+        windows = np.lib.stride_tricks.sliding_window_view(logged, window)[starts[full] - window]
+        stats[full] = np.quantile(windows, levels, axis=1).T
+    for i in np.flatnonzero(~full):
+        stats[i] = np.quantile(logged[: starts[i]], levels)
+    d_lo, d_hi = -np.log10(1 - q_lo), -np.log10(1 - q_hi)
+    sizes = np.minimum(starts, window)
+    # The largest of N past values is about a 1-in-N event: never rarer.
+    d_top = np.maximum(np.log10(np.maximum(sizes, 1)), d_hi + 0.5)
+    a, b, top = stats[:, 0], stats[:, 1], stats[:, 2]
+    per_decade = np.maximum.reduce([(b - a) / (d_hi - d_lo), (top - b) / (d_top - d_hi), np.full(len(a), min_width)])
+    block = np.searchsorted(starts, np.arange(n), side="right") - 1
+    known = block >= 0
+    at = np.maximum(block, 0)
+    rarity = d_lo + (logged - a[at]) / per_decade[at] if len(starts) else np.zeros(n)
+    # A component at zero says "nothing seen", not "as rare as the home's 90th percentile".
+    return np.where(known & (logged > 0), np.maximum(rarity, 0.0), 0.0)

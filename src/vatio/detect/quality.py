@@ -11,13 +11,44 @@ import numpy as np
 from vatio.detect.base import DeviceSeries, FloatArray
 
 
-def gaps(series: DeviceSeries, *, min_missing_steps: int = 3) -> FloatArray:
-    """The first row after a hole of ``min_missing_steps`` or more missing intervals."""
+def gaps(
+    series: DeviceSeries,
+    *,
+    min_missing_steps: int = 1,
+    learn_days: int = 28,
+    usual_count: int = 3,
+    repeat_hours: float = 24.0,
+) -> FloatArray:
+    """The first row after a hole of ``min_missing_steps`` or more missing intervals, unless usual here.
+
+    A meter that drops the same short run of readings again and again (a
+    routine upload window) has taught us that hole: a hole no longer than the
+    ``usual_count``-th longest of the past ``learn_days`` scores below 1. A
+    flaky meter is one condition, not one alert per hole: within
+    ``repeat_hours`` after a hole that alerted, a hole no longer than it
+    scores below 1 too.
+
+    >>> ts = np.array([0, 1, 2, 5, 6], dtype=np.int64) * 1800
+    >>> gaps(DeviceSeries("d", ts, np.ones(5), 1800)).tolist()
+    [0.0, 0.0, 0.0, 2.0, 0.0]
+    """
     score = np.zeros(len(series))
     if len(series) < 2:
         return score
     missing = np.diff(series.ts) / series.step_s - 1
     score[1:] = np.where(missing >= min_missing_steps, missing / min_missing_steps, 0.0)
+    holes = np.flatnonzero(missing >= min_missing_steps)
+    alerted_ts, alerted_len = -np.inf, 0.0
+    for k, at in enumerate(holes):
+        recent = holes[:k][series.ts[holes[:k] + 1] >= series.ts[at + 1] - learn_days * 86400]
+        if len(recent) >= usual_count:
+            usual = np.sort(missing[recent])[-usual_count]
+            if missing[at] <= usual:
+                score[at + 1] = 0.5 * missing[at] / usual
+        if series.ts[at + 1] - alerted_ts < repeat_hours * 3600 and missing[at] <= alerted_len:
+            score[at + 1] = min(score[at + 1], 0.5 * missing[at] / alerted_len)
+        if score[at + 1] >= 1.0:
+            alerted_ts, alerted_len = float(series.ts[at + 1]), float(missing[at])
     nan = np.isnan(series.power_w) & (series.energy_wh is None or np.isnan(series.energy_wh))
     return np.where(nan, 1.0, score)
 

@@ -37,7 +37,10 @@ import numpy as np
 from rich.progress import Progress
 
 from vatio.detect.base import DeviceSeries, FloatArray, SeriesDetector
+from vatio.detect.forecast import ForecastResidualDetector
+from vatio.detect.shapes import ShapeDetector
 from vatio.detect.suite import VatioDetector
+from vatio.detect.temperature import TemperatureDetector
 from vatio.eval.baselines import HourOfWeekMAD, PyODBaseline, RiverHalfSpaceTrees, StaticThreshold
 from vatio.eval.metrics import (
     HouseholdOutcome,
@@ -62,6 +65,9 @@ DETECTORS: dict[str, Callable[[], SeriesDetector]] = {
     "hour_of_week_mad": HourOfWeekMAD,
     "river_hst": RiverHalfSpaceTrees,
     "pyod_iforest": lambda: PyODBaseline(model="iforest"),
+    "forecast": ForecastResidualDetector,
+    "shapes": ShapeDetector,
+    "hvac_temperature": TemperatureDetector,
 }
 
 #: Real data sets of ../shared/data: (source name, file, loader format).
