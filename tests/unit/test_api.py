@@ -567,3 +567,15 @@ async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert "swagger-ui" in response.text
     assert "/openapi.json" in response.text
+
+
+async def test_a_body_that_is_not_json_is_a_422_error(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/mutes", content=b"\xff\xfe not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "the request body is not valid JSON",
+        "detail": None,
+    }

@@ -6,7 +6,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from vatio.model import Device, EnergyBucket, EnergyPeriod, Reading, Resolution, RollupRow
+from vatio.model import (
+    Anomaly,
+    Device,
+    EnergyBucket,
+    EnergyPeriod,
+    ModelStatus,
+    ModelVersion,
+    Reading,
+    Resolution,
+    RollupRow,
+)
 
 
 class ErrorBody(BaseModel):
@@ -52,7 +62,10 @@ class DevicePublic(BaseModel):
 
 
 class DeviceList(BaseModel):
+    """A page of devices (``Page[DevicePublic]``); ``items`` kept for clients older than paging."""
+
     items: list[DevicePublic]
+    next_cursor: str | None = None
 
 
 class ReadingPublic(BaseModel):
@@ -127,3 +140,54 @@ class EnergySeries(BaseModel):
     end: datetime
     total_wh: float
     items: list[EnergyItem]
+
+
+class AnomalyPublic(BaseModel):
+    """An anomaly episode: open while ``end`` is null; numbers as the detector saw them."""
+
+    id: int
+    device: str
+    site: str | None = Field(description="the device's site; null if the device is unknown to the store")
+    kind: str
+    detector: str
+    start: datetime
+    last: datetime = Field(description="the latest anomalous reading of the episode")
+    end: datetime | None
+    score: float = Field(description="peak score of the episode (higher = more anomalous)")
+    expected_w: float | None
+    low_w: float | None
+    high_w: float | None
+    observed_w: float | None
+    explanation: str
+    model_version: str
+
+    @classmethod
+    def of(cls, a: Anomaly, site: str | None) -> AnomalyPublic:
+        assert a.id is not None, "stored episodes have ids"
+        return cls(
+            id=a.id, device=a.device_id, site=site, kind=a.kind, detector=a.detector, start=a.start,
+            last=a.last, end=a.end, score=a.score, expected_w=a.expected_w, low_w=a.low_w, high_w=a.high_w,
+            observed_w=a.observed_w, explanation=a.explanation, model_version=a.model_version,
+        )  # fmt: skip
+
+
+class ModelPublic(BaseModel):
+    """A trained model version; ``status`` live (in use), shadow (scored beside it) or retired."""
+
+    id: int
+    detector: str
+    device: str = Field(description="device id, or `*` for a model shared by all devices")
+    version: int
+    status: ModelStatus
+    trained_from: datetime
+    trained_to: datetime
+    created_at: datetime
+    metrics: dict[str, float | None]
+
+    @classmethod
+    def of(cls, m: ModelVersion) -> ModelPublic:
+        assert m.id is not None, "stored models have ids"
+        return cls(
+            id=m.id, detector=m.detector, device=m.device_id, version=m.version, status=m.status,
+            trained_from=m.trained_from, trained_to=m.trained_to, created_at=m.created_at, metrics=dict(m.metrics),
+        )  # fmt: skip

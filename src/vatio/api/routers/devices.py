@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from vatio.api.deps import RangeDep, StoreDep
+from vatio.api.pagination import PageDep, encode_cursor
 from vatio.api.schemas import (
     BucketPublic,
     DeviceList,
@@ -17,7 +18,8 @@ from vatio.api.schemas import (
     ReadingPublic,
     ReadingSeries,
 )
-from vatio.errors import NotFoundError
+from vatio.contracts import id_problem
+from vatio.errors import ConfigError, NotFoundError
 from vatio.model import EnergyPeriod, Resolution
 from vatio.store import Store
 from vatio.store.rollup import zone
@@ -34,9 +36,21 @@ async def _require(store: Store, device_id: str) -> None:
         raise NotFoundError("device", device_id)
 
 
-@router.get("", response_model=DeviceList)
-async def list_devices(store: StoreDep) -> DeviceList:
-    return DeviceList(items=[DevicePublic.of(d) for d in await store.list_devices()])
+@router.get("", response_model=DeviceList, responses=BAD_REQUEST)
+async def list_devices(store: StoreDep, page: PageDep) -> DeviceList:
+    """Devices in id order, a page at a time (the cursor is the last id of the page)."""
+    after = page.cursor
+    if after is not None and (not isinstance(after, str) or id_problem(after) is not None):
+        raise ConfigError("invalid cursor: pass back the next_cursor of the previous page")
+    devices = sorted(await store.list_devices(), key=lambda d: d.device_id)
+    if after is not None:
+        devices = [d for d in devices if d.device_id > after]
+    items = devices[: page.limit]
+    more = len(devices) > page.limit
+    return DeviceList(
+        items=[DevicePublic.of(d) for d in items],
+        next_cursor=encode_cursor(items[-1].device_id) if more else None,
+    )
 
 
 @router.get("/{device_id}", response_model=DevicePublic, responses=NOT_FOUND)

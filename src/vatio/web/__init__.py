@@ -1,0 +1,101 @@
+"""The web dashboard: static files served by the API, no build step, no CDN.
+
+:func:`mount` adds to an API app:
+
+* ``GET /`` — the one-page dashboard (hash routes: overview, device, alerts, devices);
+* ``/static/...`` — its ES modules and style sheet (``src/vatio/web/static``);
+* ``GET /static/vendor/plotly.min.js`` — Plotly.js from the installed ``plotly``
+  wheel, so the dashboard works offline and the library is never copied into
+  the repository;
+* ``GET /web/features`` — which API paths this server has (HTTP and WebSocket),
+  so the dashboard asks only for what exists: a missing optional router
+  (alerts, sites, live feed) degrades a panel instead of failing requests.
+
+>>> import asyncio, httpx
+>>> from fastapi import FastAPI, WebSocket
+>>> app = FastAPI()
+>>> mount(app)
+>>> def get(path: str) -> httpx.Response:
+...     async def fetch() -> httpx.Response:
+...         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+...             return await client.get(path)
+...     return asyncio.run(fetch())
+>>> get("/").headers["content-type"]
+'text/html; charset=utf-8'
+>>> get("/static/vendor/plotly.min.js").status_code
+200
+>>> get("/web/features").json()
+{'http': [], 'websocket': []}
+>>> @app.get("/api/v1/sites")
+... async def sites() -> list[str]: return []
+>>> @app.websocket("/api/v1/live")
+... async def feed(websocket: WebSocket) -> None: ...
+>>> app.openapi_schema = None  # FastAPI caches the document; routes were added
+>>> get("/web/features").json()
+{'http': ['/api/v1/sites'], 'websocket': ['/api/v1/live']}
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match
+
+from vatio.errors import ConfigError
+
+STATIC_DIR = Path(__file__).parent / "static"
+#: WebSocket paths the dashboard can use when the server has them.
+WEBSOCKET_PATHS = ("/api/v1/live",)
+
+
+def plotly_js() -> Path:
+    """Path of ``plotly.min.js`` inside the installed ``plotly`` package."""
+    try:
+        path = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    except ModuleNotFoundError as exc:
+        raise ConfigError("the dashboard needs plotly: pip install plotly") from exc
+    if not path.is_file():
+        raise ConfigError(f"plotly.min.js not found at {path}: reinstall plotly")
+    return path
+
+
+def features(app: FastAPI) -> dict[str, list[str]]:
+    """The API paths ``app`` serves: ``{"http": [...], "websocket": [...]}``, sorted.
+
+    HTTP paths come from the OpenAPI document (path templates such as
+    ``/api/v1/sites/{site}/summary``); WebSocket routes are not in it, so each
+    path the dashboard may use is matched against the app's router instead.
+    """
+    http = sorted(app.openapi().get("paths", {}))
+    return {"http": http, "websocket": [p for p in WEBSOCKET_PATHS if _serves_websocket(app, p)]}
+
+
+def _serves_websocket(app: FastAPI, path: str) -> bool:
+    scope: dict[str, Any] = {"type": "websocket", "path": path, "root_path": "", "path_params": {}}
+    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+
+
+def mount(app: FastAPI) -> None:
+    """Serve the dashboard from ``app`` (see the module docstring for the paths)."""
+    vendor = plotly_js()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
+    async def plotly() -> FileResponse:
+        # The wheel's copy never changes while this process runs: let the browser keep it.
+        return FileResponse(vendor, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/web/features", include_in_schema=False)
+    async def web_features() -> dict[str, list[str]]:
+        # Computed per request: routers may be added after mount() runs.
+        return features(app)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
