@@ -107,12 +107,14 @@ def _counters(counters: Any) -> dict[str, Any]:
 
 async def cmd_detect(args: argparse.Namespace) -> int:
     from vatio.detect.service import DetectOptions, DetectPipeline
+    from vatio.detect.serving import Sensitivity
     from vatio.ingest.service import IngestOptions, IngestService
     from vatio.sim.wire import FastPublisher
     from vatio.store import open_store
     from vatio.transport import BrokerUrl
 
     broker = BrokerUrl.parse(args.broker)
+    sensitivity = Sensitivity.load(Path(args.sensitivity)) if args.sensitivity else Sensitivity()
     store = open_store(args.db)
     await store.migrate()
     options = IngestOptions(
@@ -128,7 +130,12 @@ async def cmd_detect(args: argparse.Namespace) -> int:
             pipeline = DetectPipeline(
                 store=store,
                 publish=publish,
-                options=DetectOptions(threshold=args.threshold, checkpoint_every_s=args.checkpoint_every),
+                options=DetectOptions(
+                    threshold=args.threshold,
+                    checkpoint_every_s=args.checkpoint_every,
+                    models_every_s=args.models_every,
+                    sensitivity=sensitivity.with_muted(tuple(args.mute)),
+                ),
             )
             await pipeline.restore()
             service = IngestService(broker=broker, pipeline=pipeline, options=options)
@@ -168,8 +175,10 @@ async def cmd_api(args: argparse.Namespace) -> int:
 
     from vatio.api import create_app
     from vatio.store import open_store
+    from vatio.transport import BrokerUrl
 
-    app = create_app(open_store(args.db), manage_store=True)
+    broker = BrokerUrl.parse(args.broker) if args.broker else None
+    app = create_app(open_store(args.db), manage_store=True, broker=broker, broker_protocol=args.protocol)
     await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).serve()
     return 0
 
@@ -208,6 +217,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot load {script}")
     module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return int(module.main(list(args.rest)) or 0)
 
@@ -257,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--threshold", type=_positive_float, default=1.0, help="score at which a reading is anomalous")
     detect.add_argument("--checkpoint-every", type=_positive_float, default=10.0, help="seconds between checkpoints")
     detect.add_argument("--report-every", type=_positive_float, default=None, help="print counters (JSON)")
+    detect.add_argument("--models-every", type=_positive_float, default=30.0, help="seconds between model reloads")
+    detect.add_argument("--sensitivity", help="TOML file of per-device threshold multipliers and mutes")
+    detect.add_argument("--mute", action="append", default=[], help="record no anomalies of this device")
     detect.set_defaults(handler=cmd_detect)
 
     sim = sub.add_parser("sim", help="simulated meters publishing over MQTT")
@@ -276,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--db", required=True)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--broker", help="mqtt://host:port to subscribe to for the live WebSocket feed")
+    api.add_argument("--protocol", type=int, choices=(4, 5), default=5, help="MQTT protocol level of --broker")
     api.set_defaults(handler=cmd_api)
 
     db = sub.add_parser("db", help="database tasks")
@@ -315,6 +331,10 @@ DELEGATED: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "calibrate"): ("vatio.sim.calibrate", "compare simulated homes with real ones"),
     ("sim", "fleet"): ("vatio.sim.fleet", "thousands of meters in one process (MQTT, CoAP or HTTP)"),
     ("edge",): ("vatio.edge.southbound", "the edge gateway's CoAP and HTTP receivers, forwarding to MQTT"),
+    ("alert",): ("vatio.alert.service", "alerting: alert lifecycle, outbox, webhook/email/MQTT/Home Assistant"),
+    ("tariff",): ("vatio.energy.tariff_cli", "set and list a site's tariffs (TOML files)"),
+    ("train",): ("vatio.detect.train", "fit each device's seasonal model from its history (a model version)"),
+    ("models",): ("vatio.detect.models_cli", "list model versions, promote one to live"),
 }
 
 

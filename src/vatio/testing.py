@@ -15,9 +15,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -33,6 +35,37 @@ max_queued_messages 0
 max_queued_bytes 0
 max_inflight_messages 0
 """
+
+
+T = TypeVar("T")
+
+
+def run_in_thread(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a private event loop in another thread.
+
+    For set-up and tear-down that run outside a test's own event loop: a
+    thread of its own keeps ``asyncio.run`` from touching the caller's loop.
+
+    >>> async def answer() -> int:
+    ...     return 42
+    >>> run_in_thread(answer())
+    42
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="vatio-run-in-thread")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def free_port() -> int:

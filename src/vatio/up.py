@@ -21,12 +21,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from vatio.alert.service import AlertStage, AlertStageOptions
 from vatio.api import create_app
 from vatio.broker import EmbeddedBroker, port_free
+from vatio.detect.service import DetectPipeline
+from vatio.energy.demo import install_demo_main_meters, install_demo_tariffs, main_meters_of
 from vatio.errors import ConfigError
 from vatio.ingest.pipeline import IngestPipeline
 from vatio.ingest.service import IngestOptions, IngestService
-from vatio.sim.publish import SimCounters, SimOptions, run_sim
+from vatio.sim.publish import SimCounters, SimOptions, build_meters, run_sim
 from vatio.store import Store, open_store, redact
 from vatio.store.maintenance import run_maintenance
 from vatio.transport import BrokerUrl
@@ -66,6 +69,9 @@ async def run_up(options: UpOptions, console: Console | None = None) -> None:
     db_url = options.db or f"sqlite:///{options.data_dir.resolve() / 'vatio.db'}"
     store = open_store(db_url)
     await store.migrate()
+    await install_demo_tariffs(store, (f"{SimOptions().site_prefix}-{h + 1}" for h in range(options.homes)))
+    fleet = build_meters(SimOptions(homes=options.homes, devices_per_home=options.devices_per_home))
+    await install_demo_main_meters(store, main_meters_of((m.site_id, m.device_id) for m in fleet))
     try:
         async with _broker(options) as (broker, embedded):
             await _run_stages(options, console, store, broker, embedded)
@@ -82,6 +88,14 @@ async def _run_stages(options: UpOptions, console: Console, store: Store, broker
         pipeline=pipeline,
         options=IngestOptions(group="vatio-up-ingest", protocol=protocol),
     )
+    # Detection and alerting in-process, through the broker and the store like their standalone stages.
+    alert_options = AlertStageOptions(client_id="vatio-up-alert", protocol=protocol)
+    alerting = AlertStage(store=store, broker=broker, options=alert_options)
+    detect = DetectPipeline(store=store, publish=alerting.publish)
+    await detect.restore()
+    detection = IngestService(
+        broker=broker, pipeline=detect, options=IngestOptions(group="vatio-up-detect", protocol=protocol, status=False)
+    )
     sim_counters = SimCounters()
     sim = SimOptions(
         homes=options.homes,
@@ -90,7 +104,12 @@ async def _run_stages(options: UpOptions, console: Console, store: Store, broker
         protocol=protocol,
     )
     server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host=options.host, port=options.port, log_level="warning")
+        uvicorn.Config(
+            create_app(store, broker=broker, broker_protocol=protocol),
+            host=options.host,
+            port=options.port,
+            log_level="warning",
+        )
     )
     api_url = f"http://{options.host}:{options.port}"
     console.print(f"[bold green]Vatio is up[/]  API: [link={api_url}]{api_url}[/] (OpenAPI docs: {api_url}/docs)")
@@ -103,6 +122,7 @@ async def _run_stages(options: UpOptions, console: Console, store: Store, broker
             group.create_task(run_maintenance(store, raw_days=options.raw_days), name="maintenance"),
             group.create_task(server.serve(), name="api"),
         ]
+        stages = [group.create_task(detection.run(), name="detect"), group.create_task(alerting.run(), name="alert")]
         await asyncio.wait_for(ingest.connected.wait(), timeout=30)
         tasks.append(group.create_task(run_sim(broker, sim, sim_counters), name="sim"))
         display = group.create_task(_display(console, pipeline, sim_counters), name="display")
@@ -117,7 +137,7 @@ async def _run_stages(options: UpOptions, console: Console, store: Store, broker
             await asyncio.gather(tasks[-1], return_exceptions=True)
             await asyncio.sleep(pipeline.flush_interval_s * 2)
             server.should_exit = True
-            for task in tasks[:2]:
+            for task in [*tasks[:2], *stages]:
                 task.cancel()
     console.print(
         f"[bold]stopped[/]: {pipeline.counters.readings_inserted} readings stored, "
