@@ -149,3 +149,27 @@ def test_small_config_writes_report_json_and_plots(tmp_path: Path, capsys: pytes
         assert f"| {name} |" in report
     for kind in kinds:
         assert (out / "img" / f"{kind}.png").stat().st_size > 0
+
+
+def test_known_faults_are_the_recordings_own_holes_not_injected_gaps() -> None:
+    config = EvalConfig(
+        name="gaps", seed=1, sim_homes=2, sim_days=35, data_dir=DATA,
+        kinds=(AnomalyKind.GAP,), detectors=("static_threshold",), progress=False,
+    )  # fmt: skip
+    homes = build_households(config)
+    sim = [h for h in homes if h.source == "sim"]
+    real = [h for h in homes if h.source != "sim"]
+    assert sim
+    assert real
+    # Simulated meters never miss a reading: only the injected gaps are holes, and they are labels.
+    assert all(h.known == [] for h in sim)
+    assert all(any(span.kind == "gap" for span in h.spans) for h in sim)
+    # The real recordings have holes of their own, found before injection, all outside the injected gaps.
+    assert sum(len(h.known) for h in real) > 0
+    for home in real:
+        for fault in home.known:
+            assert fault.kind == "recorded_gap"
+            row = np.searchsorted(home.series.ts, fault.end - home.series.step_s)
+            assert home.series.ts[row] == fault.end - home.series.step_s  # the row revealing the hole
+            assert home.series.ts[row - 1] + home.series.step_s <= fault.start
+            assert not any(s.start < fault.end and s.end > fault.start for s in home.spans if s.kind == "gap")

@@ -184,3 +184,19 @@ def test_label_spans_use_epoch_seconds() -> None:
         magnitude=5000.0,
     )
     assert label_spans([label]) == [LabelSpan("spike", 1767225600, 1767229200)]
+
+
+def test_an_alert_on_a_known_fault_is_neither_hit_nor_false_alarm() -> None:
+    # The recording itself misses hours 229-230 (known); the SCENARIO's alert at row 230
+    # reports that hole. A known span over the left_on label changes nothing there.
+    known = [LabelSpan("recorded_gap", 229 * H, 231 * H), LabelSpan("recorded_gap", 11 * H, 12 * H)]
+    outcome = match_household(TS, SCENARIO, SPANS, step_s=H, config=CONFIG, known=known)
+    assert outcome.explained.tolist() == [False, False, False, True]
+    overall = summarise([outcome])[OVERALL]
+    # 2 matched, 1 false alarm (rows 200-204), 1 explained: precision 2/3, recall still 2/3.
+    assert (overall.n_episodes, overall.n_false_alarms, overall.n_explained) == (3, 1, 1)
+    assert overall.precision == pytest.approx(2 / 3)
+    assert overall.recall == pytest.approx(2 / 3)
+    assert overall.false_alarms_per_household_month == pytest.approx(1 / (240 * H / MONTH_S))
+    # Without the known faults the same alerts hold two false alarms.
+    assert summarise([match_household(TS, SCENARIO, SPANS, step_s=H, config=CONFIG)])[OVERALL].n_false_alarms == 2

@@ -21,6 +21,10 @@ Protocol (what makes the numbers honest):
    (fewer alerts). If no candidate meets the budget the detector never
    alerts (threshold +inf) rather than break it.
 5. Test: that threshold on the test split, metrics per anomaly kind.
+6. Known faults: holes already in a real recording (readings the meter never
+   sent) are facts, not opinions. An alert episode on one that matches no
+   label is counted neither as a hit nor as a false alarm; no label is made
+   of it, so recall is unchanged (see :func:`recorded_gaps`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from vatio.detect.base import DeviceSeries, FloatArray, SeriesDetector
+from vatio.detect.base import DeviceSeries, FloatArray, IntArray, SeriesDetector
 from vatio.detect.forecast import ForecastResidualDetector
 from vatio.detect.shapes import ShapeDetector
 from vatio.detect.suite import VatioDetector
@@ -118,6 +122,8 @@ class Household:
     labels: list[AnomalyLabel]
     spans: list[LabelSpan]
     split: str = TEST
+    #: Faults already in the recording before injection (readings never sent): see the metrics notes.
+    known: list[LabelSpan] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,12 +196,36 @@ def real_traces(config: EvalConfig) -> list[tuple[str, MeterTrace]]:
     return traces
 
 
+def recorded_gaps(ts: IntArray, step_s: int) -> list[LabelSpan]:
+    """Holes in a recording as known faults: the missing intervals and the first row after them.
+
+    Real meters miss readings (SGSC homes have holes of 2-16 h, the UCI home
+    of hours); a gap detector that reports one is right, although no label
+    says so. The span ends after the row that reveals the hole, where
+    :func:`vatio.detect.quality.gaps` alerts.
+
+    >>> recorded_gaps(np.array([0, 1, 4, 5]) * 1800, 1800)
+    [LabelSpan(kind='recorded_gap', start=3600, end=9000)]
+    """
+    missing = np.flatnonzero(np.diff(ts) > step_s)
+    return [LabelSpan("recorded_gap", int(ts[i]) + step_s, int(ts[i + 1]) + step_s) for i in missing]
+
+
 def build_households(config: EvalConfig) -> list[Household]:
     """Every home of the run, anomalies injected, split assigned."""
     households = []
     for index, (source, trace) in enumerate(simulated_traces(config) + real_traces(config)):
         injected, labels = _inject_after(trace, config, seed=config.seed * 10_007 + index)
-        households.append(Household(trace.device_id, source, injected.to_series(), labels, label_spans(labels)))
+        households.append(
+            Household(
+                trace.device_id,
+                source,
+                injected.to_series(),
+                labels,
+                label_spans(labels),
+                known=recorded_gaps(trace.to_series().ts, trace.step_s),
+            )
+        )
     assign_splits(households, config)
     return households
 
@@ -232,6 +262,7 @@ def outcomes_at(
             h.spans,
             step_s=h.series.step_s,
             config=config.match,
+            known=h.known,
         )
         for h in households
     ]

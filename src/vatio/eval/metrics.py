@@ -13,6 +13,9 @@ although a householder would call both a hit. So the unit here is the
   ``grace_s`` after its end (detectors that need a whole day to judge a day);
 - precision = episodes that match some label / all episodes; an episode that
   matches none is a false alarm, counted per household-month observed;
+- an episode that matches no label but overlaps a *known fault* (a fault
+  already in a real recording, such as readings the meter never sent) is
+  neither: the detector reported something true that nobody labelled;
 - detection delay = first alerted row at or after the label start (and before
   its end + grace) minus the label start;
 - PR-AUC is point-wise: the raw scores ranked against rows inside labels.
@@ -67,7 +70,7 @@ class HouseholdOutcome:
     """Matching result of one household at one threshold.
 
     ``overlap[e, l]`` says episode ``e`` matches label ``l``; an episode whose
-    row is all False is a false alarm.
+    row is all False is a false alarm unless ``explained`` (it overlaps a known fault).
     """
 
     label_kinds: npt.NDArray[np.object_]
@@ -77,6 +80,7 @@ class HouseholdOutcome:
     episode_end: IntArray
     overlap: BoolArray
     months: float
+    explained: BoolArray
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +96,7 @@ class KindMetrics:
     delay_median_s: float
     delay_p90_s: float
     pr_auc: float = math.nan
+    n_explained: int = 0  # episodes on a known fault: neither matched nor false alarms
 
 
 def label_spans(labels: Iterable[AnomalyLabel]) -> list[LabelSpan]:
@@ -130,8 +135,9 @@ def match_household(
     *,
     step_s: int,
     config: MatchConfig,
+    known: Sequence[LabelSpan] = (),
 ) -> HouseholdOutcome:
-    """Match one household's alerts against its labels."""
+    """Match one household's alerts against its labels (and its ``known`` faults, see the module notes)."""
     ts = np.asarray(ts, dtype=np.int64)
     alerts = np.asarray(alerts, dtype=bool)
     ep_start, ep_end = alert_episodes(
@@ -143,6 +149,10 @@ def match_household(
     starts_in_grace = (ep_start[:, None] >= lab_end[None, :]) & (ep_start[:, None] < lab_end[None, :] + config.grace_s)
     overlap = overlaps | starts_in_grace
     found = np.asarray(overlap.any(axis=0), dtype=bool)
+    known_start = np.array([s.start for s in known], dtype=np.int64)
+    known_end = np.array([s.end for s in known], dtype=np.int64)
+    on_known = (ep_start[:, None] < known_end[None, :]) & (ep_end[:, None] > known_start[None, :])
+    explained = np.asarray(on_known.any(axis=1) & ~overlap.any(axis=1), dtype=bool)
     hit_ts = ts[alerts]
     first = np.searchsorted(hit_ts, lab_start)
     first_ts = hit_ts[np.minimum(first, max(hit_ts.size - 1, 0))] if hit_ts.size else lab_start
@@ -158,6 +168,7 @@ def match_household(
         episode_end=ep_end,
         overlap=overlap,
         months=(float(ts[-1] - ts[0]) + step_s) / MONTH_S if ts.size else 0.0,
+        explained=explained,
     )
 
 
@@ -191,7 +202,7 @@ def _f1(precision: float, recall: float) -> float:
 
 def summarise_kind(outcomes: Sequence[HouseholdOutcome], kind: str = OVERALL) -> KindMetrics:
     """Pool households into one set of numbers, for one kind or ``OVERALL``."""
-    n_labels = n_found = matched = false_alarms = 0
+    n_labels = n_found = matched = false_alarms = explained = 0
     delays: list[FloatArray] = []
     for h in outcomes:
         of_kind = np.ones(len(h.label_kinds), dtype=bool) if kind == OVERALL else h.label_kinds == kind
@@ -199,7 +210,8 @@ def summarise_kind(outcomes: Sequence[HouseholdOutcome], kind: str = OVERALL) ->
         n_found += int(h.found[of_kind].sum())
         delays.append(h.delay_s[of_kind & h.found])
         matched += int(h.overlap[:, of_kind].any(axis=1).sum())
-        false_alarms += int((~h.overlap.any(axis=1)).sum())
+        false_alarms += int((~h.overlap.any(axis=1) & ~h.explained).sum())
+        explained += int(h.explained.sum())
     delay = np.concatenate(delays) if delays else np.zeros(0)
     months = sum(h.months for h in outcomes)
     # No alerts at all is a precision of 1 (nothing wrong was said), not 0/0.
@@ -216,6 +228,7 @@ def summarise_kind(outcomes: Sequence[HouseholdOutcome], kind: str = OVERALL) ->
         false_alarms_per_household_month=false_alarms / months if months > 0 else math.nan,
         delay_median_s=float(np.median(delay)) if delay.size else math.nan,
         delay_p90_s=float(np.percentile(delay, 90)) if delay.size else math.nan,
+        n_explained=explained,
     )
 
 
