@@ -1,6 +1,8 @@
-"""The record components (above_record, floor_record) and the flaky-meter gap rule: fire, explain, stay causal."""
+"""Record components (above, step, floor) and the flaky-meter gap rule: fire, explain, stay causal."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -60,6 +62,28 @@ def test_something_left_on_is_found_within_two_hours_and_explained() -> None:
     assert low <= high < observed
 
 
+def test_a_daytime_step_is_found_by_step_record_two_hours_in() -> None:
+    """At 13:00 single half-hours have seen bursts of up to 2 kW: the slot record hides a 1 kW
+    step, the record of the 2-hour low level does not."""
+    series = home()
+    start = 40 * DAY + 13 * 3600
+    inside = series.ts >= start
+    series.power_w[inside] += 1000.0
+    scores = VatioDetector().score_series(series)
+    alerted = scores.score >= DEFAULT_THRESHOLD
+    first_two_hours = inside & (series.ts <= start + 2 * 3600)
+    assert not (alerted & first_two_hours & (scores.kind == "above_record")).any()
+    hits = np.flatnonzero(alerted & (scores.kind == "step_record"))
+    assert len(hits)
+    assert inside[hits].all()
+    assert series.ts[hits[0]] - start == 2 * 3600  # 2 h of low level above the record, held for 1 h
+    assert scores.since[hits[0]] == start
+    text = explain(scores, int(hits[0]))
+    assert text.startswith("step_record: ")
+    observed, low, high = _numbers(text)
+    assert low <= high < observed
+
+
 def test_a_lasting_rise_of_the_floor_is_found_within_a_day_and_explained() -> None:
     series = home()
     start = 38 * DAY + 13 * 3600
@@ -74,13 +98,27 @@ def test_a_lasting_rise_of_the_floor_is_found_within_a_day_and_explained() -> No
     assert high < observed
 
 
+def test_a_floor_hidden_by_solar_does_not_rise_on_a_cloudy_day() -> None:
+    """Rooftop solar covers the home at noon, so grid import reads 0 W and the 24 h floor is 0.
+    On a cloudy day the floor is the home's real one (120 W): not an always-on load added."""
+    series = home()
+    noon = np.abs((series.ts % DAY) / 3600 - 12.5) <= 1.5
+    cloudy = (series.ts >= 40 * DAY) & (series.ts < 41 * DAY)
+    series.power_w[noon & ~cloudy] = 0.0
+    scores = VatioDetector().score_series(series)
+    assert not ((scores.score >= DEFAULT_THRESHOLD) & (scores.kind == "floor_record")).any()
+    # The rule, not chance, keeps it quiet: with hidden floors scored the cloudy day is a record.
+    unmasked = VatioDetector(floor_record=replace(FLOOR_RECORD, min_record_w=-np.inf)).score_series(series)
+    assert ((unmasked.score >= DEFAULT_THRESHOLD) & (unmasked.kind == "floor_record") & cloudy).any()
+
+
 @pytest.mark.parametrize(("seed", "quiet_nights"), [(0, False), (3, False), (7, True)])
 def test_ordinary_bursts_and_a_daily_long_run_do_not_alert(seed: int, quiet_nights: bool) -> None:
     series = home(seed=seed, quiet_nights=quiet_nights)
     hour = (series.ts % DAY) / 3600
     series.power_w += np.where((hour >= 20) & (hour < 23), 1500.0, 0.0)  # a heater every evening
     alerted, kinds = _alerts(series)
-    assert not ({"above_record", "floor_record"} & set(kinds[alerted]))
+    assert not ({"above_record", "step_record", "floor_record"} & set(kinds[alerted]))
 
 
 def test_the_same_step_fires_once_the_time_of_day_never_saw_it() -> None:

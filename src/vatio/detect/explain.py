@@ -27,6 +27,8 @@ _WHAT = {
     "peak_demand": "power above the configured demand limit",
     "above_record": "power held for 2 h above anything the home drew at this time of day "
     "in the past 28 days (something left on, or use at an unusual hour)",
+    "step_record": "the lowest power of the last 2 h held for an hour above its highest at this time of day "
+    "in the past 56 days (something switched on and left on)",
     "floor_record": "the lowest power of the last 24 h above its highest in the past 28 days (the always-on load rose)",
 }
 

@@ -85,12 +85,14 @@ class RecordDetector:
     around: int = 0
     unit_w: float = 80.0
     unit_frac: float = 0.0
+    #: No score where the record is below this: the level it measures is hidden there.
+    min_record_w: float = -np.inf
 
     def component(self, view: SlotView) -> tuple[FloatArray, Deviation]:
         """Score per slot (``>= 0``) and the deviation: observed low level, band = the past range."""
         level = rolling_extreme(view.mean_w, view.slots(self.window_hours), np.nanmin)
         low, high = slot_range(level, days=self.days, min_days=self.min_days, per_day=view.per_day, around=self.around)
-        excess = np.nan_to_num(level - high, nan=-np.inf)
+        excess = np.nan_to_num(np.where(high >= self.min_record_w, level - high, np.nan), nan=-np.inf)
         persistent = rolling_extreme(excess, view.slots(self.persist_hours), np.min)
         score = np.nan_to_num(np.maximum(persistent, 0.0), nan=0.0) / (
             self.unit_w + self.unit_frac * np.nan_to_num(np.maximum(high, 0.0))
