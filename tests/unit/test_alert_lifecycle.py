@@ -210,6 +210,49 @@ async def test_mute_with_expiry(store: Store, clock: Clock) -> None:
     assert await events(store) == ["alert_firing"]
 
 
+async def test_an_alert_still_firing_when_its_mute_ends_is_delivered_then(store: Store, clock: Clock) -> None:
+    eng = engine(store, clock)
+    await store.add_mute(
+        Mute(device_id="plug-1", kind=None, until=T0 + timedelta(hours=1), by="ana", reason="repair", created_at=T0)
+    )
+    await open_episode(store, clock.now, kind="over_power")
+    await eng.tick()
+    assert ((await only_alert(store)).muted, await events(store)) == (True, [])
+    clock.step(1800)
+    await eng.tick()  # still muted: nothing yet
+    assert await events(store) == []
+    clock.step(1801)  # the mute is over and the episode still open
+    await eng.tick()
+    alert = await only_alert(store)
+    assert (alert.state, alert.muted) == (AlertState.FIRING, False)
+    messages = await store.outbox_messages()
+    assert [orjson.loads(m.payload)["event"] for m in messages] == ["alert_firing"]
+    assert orjson.loads(messages[0].payload)["note"] == "the mute ended while the alert was still firing"
+    assert "mute ended" in (await store.alert_audit(alert.id or 0))[-1].reason
+    await eng.tick()  # once
+    assert len(await store.outbox_messages()) == 1
+    # Now that it was delivered, its resolution is delivered too.
+    await store.close_anomaly("plug-1", "over_power", at=clock.step(1))
+    clock.step(3600)
+    await eng.tick()
+    assert await events(store) == ["alert_firing", "alert_resolved"]
+
+
+async def test_a_muted_alert_that_ends_within_its_mute_is_never_delivered(store: Store, clock: Clock) -> None:
+    eng = engine(store, clock, resolve_hold=timedelta(0))
+    await store.add_mute(
+        Mute(device_id="plug-1", kind=None, until=T0 + timedelta(hours=1), by="ana", reason="repair", created_at=T0)
+    )
+    await open_episode(store, clock.now, kind="over_power")
+    await eng.tick()
+    await store.close_anomaly("plug-1", "over_power", at=clock.step(60))
+    await eng.tick()
+    assert (await only_alert(store)).state is AlertState.RESOLVED
+    clock.step(7200)
+    await eng.tick()
+    assert await events(store) == []
+
+
 async def test_stale_closed_episodes_are_skipped_and_restart_is_idempotent(store: Store, clock: Clock) -> None:
     old = await open_episode(store, clock.now - timedelta(days=3), kind="over_power")
     await store.close_anomaly("plug-1", "over_power", at=clock.now - timedelta(days=2))

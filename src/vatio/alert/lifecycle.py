@@ -215,6 +215,24 @@ class AlertEngine:
             reason = f"episode {alert.anomaly_id} ended and stayed clear for {hold:g}s"
             await self._transition(alert, AlertState.RESOLVED, now=now, actor=SYSTEM, reason=reason, resolved_at=now)
             self.counters.resolved += 1
+        elif (
+            alert.state is AlertState.FIRING
+            and alert.muted
+            and _muting(mutes, alert.device_id, alert.kind, now) is None
+        ):
+            await self._mute_ended(alert, now)
+
+    async def _mute_ended(self, alert: Alert, now: datetime) -> None:
+        """A mute hid this alert when it fired; the mute is over and the alert still fires: deliver it now.
+
+        An acknowledged alert has been seen and a resolved one is over, so only a firing one is sent.
+        """
+        delivered = replace(alert, muted=False, updated_at=now)
+        note = "the mute ended while the alert was still firing"
+        audit = AuditEntry(
+            at=now, actor=SYSTEM, from_state=alert.state, to_state=alert.state, reason=f"{note}: notified"
+        )
+        await self.store.update_alert(delivered, audit, self._notify(delivered, AlertState.FIRING, now, note))
 
     async def _transition(
         self,
