@@ -164,6 +164,49 @@ async def test_backend_state_survives_a_restart_but_not_a_new_version(store: Sto
     assert device.backend.state_dict()["hour"] == -1  # a checkpoint of v1 does not fit v2
 
 
+async def test_retiring_the_live_version_closes_its_open_episodes(store: Store) -> None:
+    live = await save(store, "plug-1", 300.0, ModelStatus.LIVE)
+    events: list[dict[str, object]] = []
+    pipeline = pipeline_of(store, events)
+    await pipeline.restore()
+    meter = Meter(pipeline, "plug-1")
+    await meter.send(60, 300.0)
+    await meter.send(120, 2000.0)
+    (episode,) = [a for a in await store.anomalies(device_id="plug-1", open_only=True) if a.detector == "seasonal"]
+    await store.set_model_status(live.id or 0, ModelStatus.RETIRED)
+    await pipeline.refresh_models()
+    await meter.send(30, 2000.0)  # still high, but no model is left to judge it or clear it
+    closed = await store.get_anomaly(episode.id or 0)
+    assert closed is not None
+    assert closed.end == START + 180 * STEP  # the first reading after the model went
+    assert [e["event"] for e in seasonal(events)] == ["anomaly_opened", "anomaly_resolved"]
+
+
+async def test_muting_a_device_opens_nothing_and_lets_open_episodes_clear(store: Store) -> None:
+    await save(store, "plug-1", 300.0, ModelStatus.LIVE)
+    events: list[dict[str, object]] = []
+    pipeline = pipeline_of(store, events, clear_after=5)
+    await pipeline.restore()
+    meter = Meter(pipeline, "plug-1")
+    await meter.send(60, 300.0)
+    await meter.send(120, 2000.0)
+    (episode,) = [a for a in await store.anomalies(device_id="plug-1", open_only=True) if a.detector == "seasonal"]
+    last_before_mute = episode.last
+    pipeline.options = replace(pipeline.options, sensitivity=Sensitivity.parse("[devices.plug-1]\nmuted = true"))
+    await meter.send(60, 2000.0)  # muted: the open episode is neither extended nor closed
+    still = await store.get_anomaly(episode.id or 0)
+    assert still is not None
+    assert (still.end, still.last) == (None, last_before_mute)
+    await meter.send(180, 300.0)  # normal again: it closes
+    closed = await store.get_anomaly(episode.id or 0)
+    assert closed is not None
+    assert closed.end is not None
+    assert closed.end > last_before_mute
+    await meter.send(120, 2000.0)  # a new excursion while muted: no episode, no event
+    assert [e["event"] for e in seasonal(events)] == ["anomaly_opened", "anomaly_resolved"]
+    assert not await store.anomalies(device_id="plug-1", open_only=True)
+
+
 def test_bad_sensitivity_files_are_refused() -> None:
     from vatio.errors import ConfigError
 

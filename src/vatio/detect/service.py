@@ -15,7 +15,10 @@ model version of each device (:mod:`vatio.detect.serving`), whose episodes
 carry ``model_version``; shadow versions are scored and counted but never
 alert. Model versions are re-read every ``models_every_s``, so a promotion
 takes effect without a restart. Per-device sensitivity multiplies the
-threshold; a muted device is scored and learned but records no anomalies.
+threshold; a muted device is scored and learned but opens or extends no
+episode (those already open close when the device is normal again). A
+device whose live version is retired closes its back-end episodes at its
+next reading: no model is left to clear them.
 """
 
 from __future__ import annotations
@@ -259,17 +262,20 @@ class DetectPipeline:
         self.counters.readings += len(readings)
         self.counters.anomalous_readings += int(flagged.sum())
         self.counters.muted_readings += len(readings) if muted else 0
-        if not muted:
-            await self._episodes(device_id, device, DETECTOR, readings, verdicts, flagged, "")
+        # Muted: nothing is opened or extended, but what was open still closes once the device is normal.
+        await self._episodes(device_id, device, DETECTOR, readings, verdicts, flagged, "", record=not muted)
         live_flagged = None
         if device.backend is not None and device.live is not None:
             backend = device.backend.score_batch(batch, threshold)
             live_flagged = threshold.decide(backend.score)
             self.counters.backend_readings += len(readings)
             self.counters.backend_anomalous_readings += int(live_flagged.sum())
-            if not muted:
-                version = f"v{device.live.version}"
-                await self._episodes(device_id, device, SEASONAL, readings, backend, live_flagged, version)
+            version = f"v{device.live.version}"
+            await self._episodes(
+                device_id, device, SEASONAL, readings, backend, live_flagged, version, record=not muted
+            )
+        else:
+            await self._orphaned(device_id, device, readings[0].ts)
         for run in device.shadows.values():
             # Shadows are scored and counted only: never an episode, never an alert.
             shadow_flagged = threshold.decide(run.detector.score_batch(batch, threshold).score)
@@ -277,9 +283,18 @@ class DetectPipeline:
             self.counters.shadow_readings += len(readings)
             self.counters.shadow_would_flag += int(shadow_flagged.sum())
 
+    async def _orphaned(self, device_id: str, device: _Device, at: datetime) -> None:
+        """No live model any more (retired, or none after a restart): its open episodes can never clear."""
+        tier = device.tiers.get(SEASONAL)
+        if tier is None or not tier.open_kinds:
+            return
+        for kind in sorted(tier.open_kinds):
+            await self._resolve(device_id, device.site, kind, at)
+        tier.open_kinds.clear()
+
     async def _episodes(
         self, device_id: str, device: _Device, detector: str, readings: list[Reading], verdicts: BatchVerdicts,
-        flagged: npt.NDArray[np.bool_], model_version: str,
+        flagged: npt.NDArray[np.bool_], model_version: str, *, record: bool = True,
     ) -> None:  # fmt: skip
         tier = device.tiers.setdefault(detector, _Tier())
         episodes: dict[str, _Episode] = {}
@@ -303,7 +318,7 @@ class DetectPipeline:
                 ep.last, ep.verdict_row = reading.ts, i
                 ep.score = max(ep.score, float(verdicts.score[i]))
             tier.open_kinds.add(kind)
-        for kind, ep in episodes.items():
+        for kind, ep in episodes.items() if record else ():
             await self._record(device_id, kind, ep, detector, model_version)
         for kind, at in closes.items():
             await self._resolve(device_id, device.site, kind, at)
