@@ -192,7 +192,8 @@ class AlertEngine:
             acknowledged_by=None,
         )  # fmt: skip
         cooldown = self.rules.cooldown.total_seconds()
-        reason = f"episode {episode.id} within the {cooldown:g}s cooldown: re-opened, not notified again"
+        outcome = "still muted" if alert.muted else "not notified again"
+        reason = f"episode {episode.id} within the {cooldown:g}s cooldown: re-opened, {outcome}"
         audit = AuditEntry(at=now, actor=SYSTEM, from_state=alert.state, to_state=state, reason=reason)
         await self.store.update_alert(reopened, audit, [], attach_episode=True)
         self.counters.reopened += 1
@@ -218,6 +219,7 @@ class AlertEngine:
         elif (
             alert.state is AlertState.FIRING
             and alert.muted
+            and end is None  # still going: one that ended during the mute resolves unsent
             and _muting(mutes, alert.device_id, alert.kind, now) is None
         ):
             await self._mute_ended(alert, now)
