@@ -188,8 +188,13 @@ def test_label_spans_use_epoch_seconds() -> None:
 
 def test_an_alert_on_a_known_fault_is_neither_hit_nor_false_alarm() -> None:
     # The recording itself misses hours 229-230 (known); the SCENARIO's alert at row 230
-    # reports that hole. A known span over the left_on label changes nothing there.
-    known = [LabelSpan("recorded_gap", 229 * H, 231 * H), LabelSpan("recorded_gap", 11 * H, 12 * H)]
+    # reports that hole. A known span over the left_on label changes nothing there, and the
+    # false alarm of rows 200-204 began before the hole inside it: it is not excused.
+    known = [
+        LabelSpan("recorded_gap", 229 * H, 231 * H),
+        LabelSpan("recorded_gap", 11 * H, 12 * H),
+        LabelSpan("recorded_gap", 202 * H, 203 * H),
+    ]
     outcome = match_household(TS, SCENARIO, SPANS, step_s=H, config=CONFIG, known=known)
     assert outcome.explained.tolist() == [False, False, False, True]
     overall = summarise([outcome])[OVERALL]

@@ -10,8 +10,9 @@ The score is the smallest excess over the record within that time, in units
 of ``unit_w + unit_frac x record``. A record is the home's own extreme, so
 the score means the same in a small and a large home without a history of
 its own tail, and it can fire within two hours, where daily statistics need
-a day. The suite runs two: ``above_record`` (the slot mean held for 2 h) and
-``floor_record`` (the minimum of the last 24 h).
+a day. The suite runs three: ``above_record`` (the slot mean held for 2 h),
+``step_record`` (the 2 h minimum held for 1 h) and ``floor_record`` (the
+minimum of the last 24 h).
 
 On the evaluation's selection split (docs/detection.md) this beat a
 one-sided CUSUM of residuals standardised by the slot's median and MAD: the

@@ -22,7 +22,7 @@ Protocol (what makes the numbers honest):
    alerts (threshold +inf) rather than break it.
 5. Test: that threshold on the test split, metrics per anomaly kind.
 6. Known faults: holes already in a real recording (readings the meter never
-   sent) are facts, not opinions. An alert episode on one that matches no
+   sent) are facts, not opinions. An alert episode starting on one that matches no
    label is counted neither as a hit nor as a false alarm; no label is made
    of it, so recall is unchanged (see :func:`recorded_gaps`).
 """

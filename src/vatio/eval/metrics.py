@@ -13,7 +13,7 @@ although a householder would call both a hit. So the unit here is the
   ``grace_s`` after its end (detectors that need a whole day to judge a day);
 - precision = episodes that match some label / all episodes; an episode that
   matches none is a false alarm, counted per household-month observed;
-- an episode that matches no label but overlaps a *known fault* (a fault
+- an episode that matches no label but starts on a *known fault* (a fault
   already in a real recording, such as readings the meter never sent) is
   neither: the detector reported something true that nobody labelled;
 - detection delay = first alerted row at or after the label start (and before
@@ -70,7 +70,7 @@ class HouseholdOutcome:
     """Matching result of one household at one threshold.
 
     ``overlap[e, l]`` says episode ``e`` matches label ``l``; an episode whose
-    row is all False is a false alarm unless ``explained`` (it overlaps a known fault).
+    row is all False is a false alarm unless ``explained`` (it starts on a known fault).
     """
 
     label_kinds: npt.NDArray[np.object_]
@@ -151,7 +151,9 @@ def match_household(
     found = np.asarray(overlap.any(axis=0), dtype=bool)
     known_start = np.array([s.start for s in known], dtype=np.int64)
     known_end = np.array([s.end for s in known], dtype=np.int64)
-    on_known = (ep_start[:, None] < known_end[None, :]) & (ep_end[:, None] > known_start[None, :])
+    # Only an episode that *starts* on the hole (at the row revealing it) reports it; one that
+    # merely spans a hole began for another reason.
+    on_known = (ep_start[:, None] >= known_start[None, :]) & (ep_start[:, None] < known_end[None, :])
     explained = np.asarray(on_known.any(axis=1) & ~overlap.any(axis=1), dtype=bool)
     hit_ts = ts[alerts]
     first = np.searchsorted(hit_ts, lab_start)

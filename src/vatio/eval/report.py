@@ -77,7 +77,7 @@ def _setup_lines(result: EvalResult) -> list[str]:
         f"starts within {match.grace_s / 3600:g} h after it ends. Delay: first alert at or after the "
         "label start. PR-AUC: point-wise average precision of the raw scores.",
         "- Real homes carry no labels of their own: anything odd in them that a detector flags counts "
-        "as a false alarm, except an episode on a known fault: a hole the recording already had "
+        "as a false alarm, except an episode that starts on a known fault: a hole the recording already had "
         "(readings never sent). Such an episode is neither a hit nor a false alarm, and no label is "
         "made of it; the detectors table counts them.",
         "",
