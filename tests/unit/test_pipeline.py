@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -175,3 +176,37 @@ async def test_a_pause_in_force_is_reapplied_on_a_new_connection(store: Store) -
     pipeline.on_message(*_message("d1", 0, 12), qos=1, packet_id=1)
     pipeline.on_connected()
     assert events == ["pause", "pause"]
+
+
+class _StallingStore:
+    """The first write hangs until cancelled, as a commit in flight at shutdown does; later ones pass."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.stalled = inner, asyncio.Event()
+        self.writes = 0
+
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        self.writes += 1
+        if self.writes == 1:
+            self.stalled.set()
+            await asyncio.Event().wait()
+        return await self.inner.write(batch)
+
+
+async def test_a_flush_cancelled_mid_commit_is_written_and_acked_first_by_the_last_flush(store: Store) -> None:
+    pipeline, acked = _pipeline(_StallingStore(store))  # type: ignore[arg-type]
+    stalling = pipeline.store
+    assert isinstance(stalling, _StallingStore)
+    for pid in (1, 2):
+        pipeline.on_message(*_message("d1", pid * 10, 3), qos=1, packet_id=pid)
+    flusher = asyncio.create_task(pipeline.flush())
+    await stalling.stalled.wait()
+    pipeline.on_message(*_message("d1", 30, 3), qos=1, packet_id=3)  # arrives while 1-2 commit
+    # Shutdown: the final flush is called while the flusher is being cancelled, as the service does.
+    final = asyncio.create_task(pipeline.flush())
+    flusher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flusher
+    await final
+    assert [pid for _, pid in acked] == [1, 2, 3]  # in arrival order, none skipped
+    assert (await store.stats()).readings == 9

@@ -109,6 +109,7 @@ class IngestPipeline:
         self._in_flight = 0
         self._paused = False
         self._full = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._base_limits = self.limits
         self._tick()
 
@@ -203,7 +204,17 @@ class IngestPipeline:
             await self.flush()
 
     async def flush(self) -> None:
-        """Commit the open batch, then acknowledge its messages."""
+        """Commit the open batch, then acknowledge its messages.
+
+        One flush at a time, so messages are acknowledged in the order they
+        arrived. A flush cancelled mid-commit (shutdown) hands its batch back
+        in front of the open one: the next flush writes it again (writes are
+        idempotent) and acknowledges its messages before the later ones.
+        """
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         self._full.clear()
         current, self._open = self._open, _OpenBatch()
         if not current.batch and not current.statuses:
@@ -216,6 +227,9 @@ class IngestPipeline:
         started = time.perf_counter()
         try:
             await self._commit(current)
+        except asyncio.CancelledError:
+            self._hand_back(current)
+            raise
         finally:
             self._in_flight -= in_flight
         self.counters.last_flush_s = time.perf_counter() - started
@@ -224,6 +238,18 @@ class IngestPipeline:
         if self._paused and self._in_flight + len(self._open.batch.readings) < self.max_buffered_readings // 2:
             self._paused = False
             self.resume()
+
+    def _hand_back(self, current: _OpenBatch) -> None:
+        """Put an uncommitted batch back in front of what arrived since."""
+        later, batch = self._open, current.batch
+        batch.readings.extend(later.batch.readings)
+        batch.dead_letters.extend(later.batch.dead_letters)
+        batch.sites.update(later.batch.sites)
+        for device, seen in later.batch.last_seen.items():
+            batch.last_seen[device] = max(seen, batch.last_seen.get(device, seen))
+        current.acks.extend(later.acks)
+        current.statuses.extend(later.statuses)
+        self._open = current
 
     async def _commit(self, current: _OpenBatch) -> None:
         if current.batch:
