@@ -19,7 +19,7 @@ from vatio.contracts import encode_telemetry, telemetry_topic
 from vatio.detect.seasonal_model import SeasonalModel
 from vatio.detect.service import DetectOptions, DetectPipeline
 from vatio.detect.serving import Sensitivity
-from vatio.model import ModelStatus, ModelVersion, Reading
+from vatio.model import Anomaly, ModelStatus, ModelVersion, Reading
 from vatio.store import Store
 
 pytestmark = pytest.mark.integration
@@ -164,15 +164,23 @@ async def test_backend_state_survives_a_restart_but_not_a_new_version(store: Sto
     assert device.backend.state_dict()["hour"] == -1  # a checkpoint of v1 does not fit v2
 
 
-async def test_retiring_the_live_version_closes_its_open_episodes(store: Store) -> None:
+async def open_seasonal_episode(
+    store: Store, events: list[dict[str, object]], **options: object
+) -> tuple[ModelVersion, DetectPipeline, Meter, Anomaly]:
+    """A live model for plug-1 and the back-end episode of two hours of a load left on, still open."""
     live = await save(store, "plug-1", 300.0, ModelStatus.LIVE)
-    events: list[dict[str, object]] = []
-    pipeline = pipeline_of(store, events)
+    pipeline = pipeline_of(store, events, **options)
     await pipeline.restore()
     meter = Meter(pipeline, "plug-1")
     await meter.send(60, 300.0)
     await meter.send(120, 2000.0)
     (episode,) = [a for a in await store.anomalies(device_id="plug-1", open_only=True) if a.detector == "seasonal"]
+    return live, pipeline, meter, episode
+
+
+async def test_retiring_the_live_version_closes_its_open_episodes(store: Store) -> None:
+    events: list[dict[str, object]] = []
+    live, pipeline, meter, episode = await open_seasonal_episode(store, events)
     await store.set_model_status(live.id or 0, ModelStatus.RETIRED)
     await pipeline.refresh_models()
     await meter.send(30, 2000.0)  # still high, but no model is left to judge it or clear it
@@ -183,14 +191,8 @@ async def test_retiring_the_live_version_closes_its_open_episodes(store: Store) 
 
 
 async def test_muting_a_device_opens_nothing_and_lets_open_episodes_clear(store: Store) -> None:
-    await save(store, "plug-1", 300.0, ModelStatus.LIVE)
     events: list[dict[str, object]] = []
-    pipeline = pipeline_of(store, events, clear_after=5)
-    await pipeline.restore()
-    meter = Meter(pipeline, "plug-1")
-    await meter.send(60, 300.0)
-    await meter.send(120, 2000.0)
-    (episode,) = [a for a in await store.anomalies(device_id="plug-1", open_only=True) if a.detector == "seasonal"]
+    _, pipeline, meter, episode = await open_seasonal_episode(store, events, clear_after=5)
     last_before_mute = episode.last
     pipeline.options = replace(pipeline.options, sensitivity=Sensitivity.parse("[devices.plug-1]\nmuted = true"))
     await meter.send(60, 2000.0)  # muted: the open episode is neither extended nor closed
