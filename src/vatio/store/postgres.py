@@ -35,7 +35,7 @@ from vatio.store.postgres_alerts import PostgresAlertsMixin
 from vatio.store.postgres_common import COLS, READING_COLUMNS, unavailable_as_error
 from vatio.store.postgres_detection import MIGRATION as DETECTION_MIGRATION
 from vatio.store.postgres_detection import PostgresDetectionMixin
-from vatio.store.postgres_series import PostgresSeriesMixin
+from vatio.store.postgres_series import COARSE_TIER, PostgresSeriesMixin
 from vatio.store.postgres_tariffs import MIGRATION as TARIFFS_MIGRATION
 from vatio.store.postgres_tariffs import PostgresTariffsMixin
 from vatio.store.rollup import (
@@ -75,6 +75,16 @@ MIGRATIONS: list[list[str]] = [
     DETECTION_MIGRATION,
     ALERTS_MIGRATION,
     TARIFFS_MIGRATION,
+    # 5: the coarse tiers in (device, bucket) order with their values, so a year of
+    # a device's days or hours is read from a few contiguous index pages by an
+    # index-only scan instead of one scattered heap page per day (cold cache: the
+    # year of daily rows read 271 pages from disk). The 1-minute tier stays out:
+    # it is 90 % of the rows and is read a day or a week at a time.
+    [
+        f"""CREATE INDEX rollups_coarse ON rollups (tier, device_id, bucket)
+            INCLUDE (samples, power_count, power_sum, power_min, power_max, energy_wh, energy_export_wh)
+            WHERE tier >= {COARSE_TIER}"""
+    ],
 ]
 
 

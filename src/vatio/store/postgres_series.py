@@ -26,6 +26,38 @@ from vatio.store.rollup import (
     zone,
 )
 
+#: The smallest tier (seconds) the partial covering index ``rollups_coarse`` holds.
+COARSE_TIER = 900
+
+
+def _tier_is(resolution: Resolution) -> str:
+    """``tier = N`` with N written into the SQL, not bound.
+
+    A bound ``$1`` lets PostgreSQL switch to a generic plan after five runs, and a
+    generic plan cannot prove ``tier >= 900``, so it would never use the partial
+    index. N is an ``int`` from a fixed table, never user text.
+    """
+    return f"tier = {int(resolution_seconds(resolution))}"
+
+
+def rollups_sql(resolution: Resolution) -> str:
+    """One device's rollup rows of a tier in ``[$2, $3)``, ``$1`` the device."""
+    return (
+        "SELECT device_id, bucket, samples, power_count, power_sum, power_min, power_max, "
+        f"energy_wh FROM rollups WHERE {_tier_is(resolution)} AND device_id = $1 AND bucket >= $2 "
+        "AND bucket < $3 ORDER BY bucket"
+    )
+
+
+#: One device's energy in ``[$2, $3)`` by local ``$4`` (day, month…) in zone ``$5``,
+#: summed from the hourly rows by the local date each starts on, in bucket order
+#: as ``energy_buckets`` sums: a year is 365 rows to send, not 8,760.
+LOCAL_ENERGY_SQL = (
+    "SELECT date_trunc($4, bucket AT TIME ZONE $5)::date, sum(energy_wh ORDER BY bucket) "
+    f"FROM rollups WHERE {_tier_is(Resolution.HOUR_1)} AND device_id = $1 AND bucket >= $2 "
+    "AND bucket < $3 GROUP BY 1 ORDER BY 1"
+)
+
 
 class PostgresSeriesMixin:
     policy: EnergyPolicy
@@ -62,17 +94,8 @@ class PostgresSeriesMixin:
         return found
 
     async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
-        tier = resolution_seconds(resolution)
         pool = await self._get_pool()
-        rows = await pool.fetch(
-            "SELECT device_id, bucket, samples, power_count, power_sum, power_min, power_max, "
-            "energy_wh FROM rollups WHERE tier = $1 AND device_id = $2 AND bucket >= $3 "
-            "AND bucket < $4 ORDER BY bucket",
-            tier,
-            device_id,
-            start,
-            end,
-        )
+        rows = await pool.fetch(rollups_sql(resolution), device_id, start, end)
         return [RollupRow(*row) for row in rows]
 
     async def energy(
@@ -89,19 +112,7 @@ class PostgresSeriesMixin:
         zone(tz)  # an unknown zone is a ConfigError before PostgreSQL sees the name
         pool = await self._get_pool()
         try:
-            # Summed here by the local date each hourly bucket starts on, in bucket
-            # order as energy_buckets sums: a year is 365 rows to send, not 8,760.
-            totals = await pool.fetch(
-                "SELECT date_trunc($5, bucket AT TIME ZONE $6)::date, sum(energy_wh ORDER BY bucket) "
-                "FROM rollups WHERE tier = $1 AND device_id = $2 AND bucket >= $3 AND bucket < $4 "
-                "GROUP BY 1 ORDER BY 1",
-                resolution_seconds(Resolution.HOUR_1),
-                device_id,
-                start,
-                end,
-                period.value,
-                tz,
-            )
+            totals = await pool.fetch(LOCAL_ENERGY_SQL, device_id, start, end, period.value, tz)
         except asyncpg.InvalidParameterValueError:
             # A zone Python's tz database knows and this server's does not.
             return energy_buckets(await self.rollups(device_id, start, end, Resolution.HOUR_1), period, tz)
