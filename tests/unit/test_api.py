@@ -307,6 +307,16 @@ async def test_rollup_resolutions_match_the_physics(
     assert got == expected
 
 
+async def test_rollup_limit_and_truncated(client: httpx.AsyncClient) -> None:
+    span = {"start": iso(T0), "end": iso(T0 + timedelta(hours=2)), "resolution": "1m"}
+    whole = await get_json(client, "/api/v1/devices/meter-a/readings", **span)
+    assert whole["truncated"] is False
+    assert len(whole["items"]) > 5
+    cut = await get_json(client, "/api/v1/devices/meter-a/readings", **span, limit=5)
+    assert cut["truncated"] is True
+    assert cut["items"] == whole["items"][:5]
+
+
 async def test_power_only_device_integrates_energy(client: httpx.AsyncClient) -> None:
     body = await get_json(client, "/api/v1/devices/plug-b/energy", bucket="hour")
     p = PLUG_B_POWER_W

@@ -134,6 +134,27 @@ async def test_the_finest_resolution_that_fits(
     assert len(body["points"]) == count
 
 
+@pytest.mark.parametrize(
+    ("span", "finest", "resolution", "count"),
+    [
+        (timedelta(days=1), "1m", "1m", 288),  # the 144 readings would fit raw; 1m was asked (+ energy-only minutes)
+        (timedelta(days=1), "1h", "1h", 24),
+        (timedelta(days=7), "1m", "15m", 672),  # 10,080 minutes do not fit 2000: coarser
+        (timedelta(days=30), "1m", "1h", 720),
+        (timedelta(days=365), "1m", "1d", 365),
+        (timedelta(days=365), "raw", "1d", 365),
+        (timedelta(days=7), "1d", "1d", 7),
+    ],
+)
+async def test_a_chosen_resolution_is_the_finest_sent_and_still_fits(
+    client: httpx.AsyncClient, span: timedelta, finest: str, resolution: str, count: int
+) -> None:
+    body = await history(client, T0, T0 + span, points=2000, resolution=finest)
+    assert body["resolution"] == resolution
+    assert len(body["points"]) == count
+    assert len(body["points"]) <= 2000
+
+
 async def test_raw_points_are_the_readings(client: httpx.AsyncClient) -> None:
     start = datetime(2025, 5, 5, 12, tzinfo=UTC)
     body = await history(client, start, start + timedelta(hours=1))

@@ -119,7 +119,7 @@ class ReadingSeries(BaseModel):
     resolution: Resolution
     start: datetime
     end: datetime
-    truncated: bool = Field(description="true when `limit` cut the raw series short")
+    truncated: bool = Field(description="true when `limit` cut the series short")
     items: list[ReadingPublic] | list[BucketPublic]
 
 

@@ -67,7 +67,7 @@ async def readings(
     store: StoreDep,
     span: RangeDep,
     resolution: Resolution = Resolution.RAW,
-    limit: Annotated[int, Query(ge=1, le=100_000, description="raw readings at most")] = 10_000,
+    limit: Annotated[int, Query(ge=1, le=100_000, description="readings or buckets at most")] = 10_000,
 ) -> ReadingSeries:
     await _require(store, device_id)
     start, end = span
@@ -81,14 +81,15 @@ async def readings(
             truncated=len(rows) > limit,
             items=[ReadingPublic.of(r) for r in rows[:limit]],
         )
+    # A year of 1-minute buckets is 525,600 items: capped like raw readings (page on with `start`).
     buckets = await store.rollups(device_id, start, end, resolution)
     return ReadingSeries(
         device_id=device_id,
         resolution=resolution,
         start=start,
         end=end,
-        truncated=False,
-        items=[BucketPublic.of(b) for b in buckets],
+        truncated=len(buckets) > limit,
+        items=[BucketPublic.of(b) for b in buckets[:limit]],
     )
 
 

@@ -3,6 +3,9 @@
 ``GET /api/v1/devices/{id}/history?start&end&points=2000`` answers the finest
 resolution (raw, 1m, 15m, 1h, 1d) whose series has at most ``points`` points,
 so a browser never receives more than it can draw, however long the range.
+``resolution=1m`` (the dashboard's resolution switch) makes that the finest
+allowed: a range holding more than ``points`` minutes comes back coarser, and
+``resolution`` in the answer says which tier was sent.
 When even daily buckets are too many (ranges of decades), consecutive days
 are merged into wider buckets (``bucket_s`` says how wide).
 
@@ -157,21 +160,33 @@ def _bucket_point(r: RollupRow) -> HistoryPoint:
 
 
 async def downsample(
-    store: Store, device_id: str, start: datetime, end: datetime, points: int
+    store: Store,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+    points: int,
+    *,
+    finest: Resolution = Resolution.RAW,
 ) -> tuple[Resolution, int | None, list[HistoryPoint]]:
-    """The finest series of ``device_id`` over ``[start, end)`` with at most ``points`` points."""
+    """The finest series of ``device_id`` over ``[start, end)`` with at most ``points`` points.
+
+    Nothing finer than ``finest`` is used; a coarser one is answered when ``finest`` does not fit.
+    """
     days = await store.rollups(device_id, floor_to(start, DAY_S), end, Resolution.DAY_1)
     if days:
         start = max(start, days[0].bucket)
     if start >= end:
-        return Resolution.RAW, None, []
-    raw = await store.readings(device_id, start, end, limit=points + 1)
-    first_raw_day = floor_to(raw[0].ts, DAY_S) if raw else floor_to(end, DAY_S)
-    trimmed = bool(days) and days[0].bucket < first_raw_day
-    if len(raw) <= points and not trimmed:
-        return Resolution.RAW, None, [_raw_point(r) for r in raw]
+        return finest, None if finest is Resolution.RAW else BUCKET_SECONDS[finest], []
+    if finest is Resolution.RAW:
+        raw = await store.readings(device_id, start, end, limit=points + 1)
+        first_raw_day = floor_to(raw[0].ts, DAY_S) if raw else floor_to(end, DAY_S)
+        trimmed = bool(days) and days[0].bucket < first_raw_day
+        if len(raw) <= points and not trimmed:
+            return Resolution.RAW, None, [_raw_point(r) for r in raw]
     for tier in FINE_TIERS:
         width = BUCKET_SECONDS[tier]
+        if finest is not Resolution.RAW and width < BUCKET_SECONDS[finest]:
+            continue
         if bucket_bound(start, end, width) <= points:
             rows = await store.rollups(device_id, floor_to(start, width), end, tier)
             return tier, width, [_bucket_point(r) for r in rows]
@@ -190,6 +205,10 @@ async def history(
     store: StoreDep,
     span: RangeDep,
     points: Annotated[int, Query(ge=10, le=MAX_POINTS, description="most points to return")] = DEFAULT_POINTS,
+    resolution: Annotated[
+        Resolution,
+        Query(description="the finest resolution wanted; a coarser one is answered when it does not fit `points`"),
+    ] = Resolution.RAW,
 ) -> History:
     """Power over ``[start, end)`` at the finest resolution that fits ``points``, and its anomalies."""
     device = await store.get_device(device_id)
@@ -199,11 +218,11 @@ async def history(
     # A narrower range allows a finer resolution. ``last_seen`` is the ingest's clock, and a
     # meter's clock may run ahead of it by as much as the wire contract accepts.
     data_end = min(end, device.last_seen + MAX_CLOCK_AHEAD)
-    resolution, bucket_s, series = await downsample(store, device_id, start, data_end, points)
+    answered, bucket_s, series = await downsample(store, device_id, start, data_end, points, finest=resolution)
     episodes = await store.anomalies(device_id=device_id, start=start, end=end, limit=MAX_EPISODES)
     return History(
         device=device_id,
-        resolution=resolution,
+        resolution=answered,
         bucket_s=bucket_s,
         start=start,
         end=end,

@@ -51,8 +51,10 @@ export async function renderDevice(main, [deviceId], _state) {
     }
     chart.dataset.resolution = data.resolution;
     chart.dataset.points = String(data.points.length);
+    const coarser = view.resolution !== "auto" && data.resolution !== view.resolution;
     info.textContent = `${data.points.length} points at ${data.resolution} resolution` +
-      (view.resolution === "auto" ? " (auto: the finest that fits)" : "") + (data.truncated ? " — truncated" : "");
+      (view.resolution === "auto" ? " (auto: the finest that fits)" : "") +
+      (coarser ? ` (${view.resolution} would be more than ${POINTS} points)` : "");
     showEpisodes(episodes, data.anomalies, (a) => {
       view.start = new Date(new Date(a.start) - 3600 * 1000);
       view.end = new Date(new Date(a.end || a.last) + 3600 * 1000);
@@ -85,18 +87,11 @@ function plotlyTime(value) {
   return new Date(`${day}T${time || "00:00"}`);
 }
 
-/** Points and anomalies of [start, end): auto = server-side downsampling; else one tier as asked. */
+/** Points and anomalies of [start, end), downsampled on the server; nothing finer than `resolution`. */
 async function fetchSeries(deviceId, start, end, resolution) {
   const span = { start: start.toISOString(), end: end.toISOString() };
-  if (resolution === "auto") return get(`devices/${deviceId}/history`, { ...span, points: POINTS });
-  const [series, withEpisodes] = await Promise.all([
-    get(`devices/${deviceId}/readings`, { ...span, resolution, limit: 20000 }),
-    get(`devices/${deviceId}/history`, { ...span, points: 10 }),
-  ]);
-  const points = series.items.map((r) => resolution === "raw"
-    ? { ts: r.ts, power_w: r.power_w, min_w: r.power_w, max_w: r.power_w }
-    : { ts: r.ts, power_w: r.power_mean_w, min_w: r.power_min_w, max_w: r.power_max_w });
-  return { resolution, points, anomalies: withEpisodes.anomalies, truncated: series.truncated };
+  const finest = resolution === "auto" ? {} : { resolution };
+  return get(`devices/${deviceId}/history`, { ...span, points: POINTS, ...finest });
 }
 
 function draw(chart, data, start, end, plotted) {
