@@ -577,6 +577,10 @@ async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert "swagger-ui" in response.text
     assert "/openapi.json" in response.text
+    assert "cdn" not in response.text  # Swagger UI comes from this server (the swagger-ui-bundle wheel)
+    script = await client.get("/docs/static/swagger-ui-bundle.js")
+    assert script.status_code == 200
+    assert len(script.content) > 100_000
 
 
 async def test_a_body_that_is_not_json_is_a_422_error(client: httpx.AsyncClient) -> None:

@@ -19,6 +19,7 @@ from vatio.errors import ConfigError, ConflictError, NotFoundError, StoreError
 from vatio.store import Store
 from vatio.transport import BrokerUrl
 from vatio.web import mount as mount_dashboard
+from vatio.web import mount_api_docs
 
 
 def _error(status: int, code: str, message: str, detail: object | None = None) -> JSONResponse:
@@ -54,7 +55,10 @@ def create_app(
         version=__version__,
         description="Residential electricity monitoring and anomaly detection.",
         lifespan=lifespan,
+        docs_url=None,  # served from the swagger-ui-bundle wheel below: no CDN
+        redoc_url=None,
     )
+    mount_api_docs(app)
     app.state.store = store
     app.state.live = hub
     app.include_router(health.router)

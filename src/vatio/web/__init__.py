@@ -11,6 +11,10 @@
   so the dashboard asks only for what exists: a missing optional router
   (alerts, sites, live feed) degrades a panel instead of failing requests.
 
+:func:`mount_api_docs` serves the OpenAPI page ``/docs`` the same way: Swagger
+UI 5 (which reads FastAPI's OpenAPI 3.1) from the ``fastapi-offline`` wheel,
+where FastAPI's default page loads it from a CDN and is blank offline.
+
 >>> import asyncio, httpx
 >>> from fastapi import FastAPI, WebSocket
 >>> app = FastAPI()
@@ -42,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match
 
@@ -78,6 +83,47 @@ def features(app: FastAPI) -> dict[str, list[str]]:
 def _serves_websocket(app: FastAPI, path: str) -> bool:
     scope: dict[str, Any] = {"type": "websocket", "path": path, "root_path": "", "path_params": {}}
     return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+
+
+def swagger_ui_dir() -> Path:
+    """Swagger UI's files inside the installed ``fastapi-offline`` wheel (only its files are used)."""
+    try:
+        path = Path(str(resources.files("fastapi_offline") / "static"))
+    except ModuleNotFoundError as exc:
+        raise ConfigError("the API docs page needs fastapi-offline: pip install fastapi-offline") from exc
+    if not (path / "swagger-ui-bundle.js").is_file():
+        raise ConfigError(f"swagger-ui-bundle.js not found in {path}: reinstall fastapi-offline")
+    return path
+
+
+def mount_api_docs(app: FastAPI, path: str = "/docs") -> None:
+    """``GET path``: Swagger UI for ``app.openapi_url``, every file served by ``app`` itself.
+
+    >>> import asyncio, httpx
+    >>> app = FastAPI(docs_url=None, redoc_url=None)
+    >>> mount_api_docs(app)
+    >>> async def fetch(path: str) -> httpx.Response:
+    ...     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    ...         return await client.get(path)
+    >>> page = asyncio.run(fetch("/docs")).text
+    >>> "cdn" in page, "/docs/static/swagger-ui-bundle.js" in page
+    (False, True)
+    >>> asyncio.run(fetch("/docs/static/swagger-ui-bundle.js")).status_code
+    200
+    """
+    assets = f"{path}/static"
+
+    @app.get(path, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+        )
+
+    app.mount(assets, StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")
 
 
 def mount(app: FastAPI) -> None:
