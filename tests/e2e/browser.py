@@ -3,6 +3,8 @@ recorder of what went wrong in a page."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,20 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, WebSocket, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
+#: Where browser tests keep their screenshots and logs for CI to collect (gitignored);
+#: ``VATIO_TEST_ARTIFACTS`` moves it.
+ARTIFACTS = Path(os.environ.get("VATIO_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+def artifacts_dir(name: str) -> Path:
+    """``ARTIFACTS/name``, emptied: this run's files only."""
+    path = ARTIFACTS / name
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 #: Without the background-networking flags chromium keeps dialling Google, which this network refuses.
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -4,8 +4,9 @@ One `vatio up` (in-process broker on a free port, SQLite in a temp dir, three
 simulated homes reading every second) serves the whole module. Every test
 opens pages in a fresh browser context that records console errors, failed
 requests and HTTP error responses; any of them fails the test. Screenshots go
-to the pytest temp dir only, as artifacts: the ones the docs show come from
-``test_screenshots.py``, which seeds weeks of history first.
+to ``test-artifacts/dashboard/`` (see ``browser.ARTIFACTS``) for CI to keep:
+the ones the docs show come from ``test_screenshots.py``, which seeds weeks
+of history first.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from browser import (
     DESKTOP,
     PHONE,
     Recorder,
+    artifacts_dir,
     launch_chromium,
 )
 from paho.mqtt.enums import CallbackAPIVersion
@@ -81,7 +83,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
-        yield System(url=url, mqtt_port=mqtt_port, artifacts=tmp)
+        yield System(url=url, mqtt_port=mqtt_port, artifacts=artifacts_dir("dashboard"))
     finally:
         proc.terminate()
         try:
@@ -272,3 +274,21 @@ def test_phone_overview_fits_the_screen(browser: Browser, system: System) -> Non
         _clean(recorder)
     finally:
         page.context.close()
+
+
+def test_api_docs_page_works_offline(browser: Browser, system: System) -> None:
+    """``/docs`` (advertised by ``vatio up``) draws Swagger UI from files this server sends itself."""
+    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
+    page = context.new_page()
+    recorder = Recorder()
+    recorder.attach(page)
+    hosts: set[str] = set()
+    page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
+    try:
+        page.goto(system.url + "/docs")
+        expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=15_000)
+        assert page.locator(".swagger-ui .opblock").count() > 20
+        assert hosts == {system.url.split("/")[2]}
+        _clean(recorder)
+    finally:
+        context.close()

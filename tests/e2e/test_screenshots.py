@@ -12,8 +12,8 @@ resolve and current ones fire); one alert is acknowledged through the API.
 
 The API serves that store (uvicorn in a thread) to Debian's chromium. Every
 page must load with no console error, failed request or HTTP error, and show
-the history. Screenshots go to the pytest temp dir, and to
-``docs/screenshots/`` when ``VATIO_SCREENSHOTS=1``.
+the history. Screenshots go to ``test-artifacts/screenshots/`` (see
+``browser.ARTIFACTS``), and to ``docs/screenshots/`` when ``VATIO_SCREENSHOTS=1``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from browser import (
     DESKTOP,
     PHONE,
     Recorder,
+    artifacts_dir,
     launch_chromium,
 )
 from playwright.sync_api import Browser, Page, expect
@@ -251,7 +252,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             assert time.monotonic() < deadline, "the API did not start in time"
             time.sleep(0.05)
         base = f"http://127.0.0.1:{port}"
-        yield Dashboard(base, tmp, _acknowledge_one(base))
+        yield Dashboard(base, artifacts_dir("screenshots"), _acknowledge_one(base))
     finally:
         server.should_exit = True
         thread.join(timeout=20)
