@@ -308,7 +308,7 @@ async def test_rollup_resolutions_match_the_physics(
 
 
 async def test_rollup_limit_and_truncated(client: httpx.AsyncClient) -> None:
-    span = {"start": iso(T0), "end": iso(T0 + timedelta(hours=2)), "resolution": "1m"}
+    span: dict[str, Any] = {"start": iso(T0), "end": iso(T0 + timedelta(hours=2)), "resolution": "1m"}
     whole = await get_json(client, "/api/v1/devices/meter-a/readings", **span)
     assert whole["truncated"] is False
     assert len(whole["items"]) > 5
