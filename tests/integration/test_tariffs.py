@@ -7,6 +7,7 @@ the pricing rules, never by the code under test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -214,3 +215,168 @@ async def test_site_rollups_of_some_devices_leave_the_others_out(store: Store) -
     [both] = await store.site_rollups("home", start, end, Resolution.HOUR_1, ["meter-1", "elsewhere"])
     assert both.import_wh == pytest.approx(60 * 20.0)
     assert await store.site_rollups("home", start, end, Resolution.HOUR_1, []) == []
+
+
+# -- tariffs whose rates change on the half hour ---------------------------------------------
+
+LONDON = ZoneInfo("Europe/London")
+CHEAP, PEAK, E7_STANDING = 0.10, 0.35, 0.40
+HALF_HOUR = timedelta(minutes=30)
+
+
+def economy_7(effective: date, standing: float = E7_STANDING) -> Tariff:
+    """UK Economy 7 style: 00:30-07:30 local at CHEAP, the rest of the day at PEAK."""
+    return Tariff(
+        name="economy 7",
+        currency="EUR",
+        effective_from=effective,
+        standing_charge_per_day=standing,
+        rates=(
+            Rate(days=ALL_DAYS, start="00:30", end="07:30", price_per_kwh=CHEAP),
+            Rate(days=ALL_DAYS, start="07:30", end="00:30", price_per_kwh=PEAK),
+        ),
+    )
+
+
+def constant(_: datetime) -> float:
+    return WH_PER_MINUTE
+
+
+def storage_heater(at: datetime) -> float:
+    """40 Wh a minute from local midnight to 04:00 in London, 10 Wh a minute otherwise."""
+    return 40.0 if at.astimezone(LONDON).hour < 4 else 10.0
+
+
+def profiled(device: str, start: datetime, minutes: int, wh_at: Callable[[datetime], float]) -> list[Reading]:
+    """A reading every minute whose import counter rises ``wh_at(minute start)`` over that minute."""
+    readings, counter = [], 1000.0
+    for k in range(minutes + 1):
+        at = start + timedelta(minutes=k)
+        readings.append(Reading(device, at, k, power_w=wh_at(at) * 60, energy_wh=counter))
+        counter += wh_at(at)
+    return readings
+
+
+def kwh(start: datetime, minutes: int, wh_at: Callable[[datetime], float]) -> float:
+    start = start.astimezone(UTC)
+    return sum(wh_at(start + timedelta(minutes=k)) for k in range(minutes)) / 1000.0
+
+
+def is_cheap(at: datetime) -> bool:
+    """Economy 7's cheap window, decided here from the local wall clock (not by the code under test)."""
+    local = at.astimezone(LONDON)
+    return (0, 30) <= (local.hour, local.minute) < (7, 30)
+
+
+def half_hour_energy_cost(start: datetime, end: datetime, wh_at: Callable[[datetime], float]) -> float:
+    """Σ over the half hours of [start, end): kWh in the half hour × the Economy 7 rate of that half hour."""
+    # In UTC: arithmetic on datetimes of one zone is wall-clock arithmetic, wrong across a DST change.
+    total, at, end = 0.0, start.astimezone(UTC), end.astimezone(UTC)
+    while at < end:
+        total += kwh(at, 30, wh_at) * (CHEAP if is_cheap(at) else PEAK)
+        at += HALF_HOUR
+    return total
+
+
+def local_day(day: date) -> tuple[datetime, datetime]:
+    return (
+        datetime(day.year, day.month, day.day, tzinfo=LONDON).astimezone(UTC),
+        datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=LONDON).astimezone(UTC),
+    )
+
+
+@pytest.mark.parametrize("wh_at", [constant, storage_heater], ids=["constant", "storage-heater"])
+@pytest.mark.parametrize(
+    ("day", "hours", "cheap_half_hours"),
+    [
+        (date(2026, 1, 15), 24, 14),
+        # Spring forward at 01:00 GMT: cheap 00:30-01:00 GMT and 02:00-07:30 BST.
+        (date(2026, 3, 29), 23, 12),
+        # Fall back at 02:00 BST: 01:00-02:00 happens twice, both cheap.
+        (date(2026, 10, 25), 25, 16),
+    ],
+)
+async def test_economy_7_day_costs_the_half_hour_weighted_sum(
+    store: Store, day: date, hours: int, cheap_half_hours: int, wh_at: Callable[[datetime], float]
+) -> None:
+    start, end = local_day(day)
+    assert (end - start) // timedelta(hours=1) == hours
+    assert sum(1 for k in range(2 * hours) if is_cheap(start + k * HALF_HOUR)) == cheap_half_hours
+    # An hour of data either side that must not count.
+    await write_all(store, profiled("meter-1", start - timedelta(hours=1), (hours + 2) * 60, wh_at), "home")
+    await refresh_all(store)
+    await store.put_site(Site(site_id="home", tz="Europe/London"))
+    await add_tariff(store, "home", economy_7(date(2026, 1, 1)))
+    energy = await SiteEnergy.load(store, "home")
+
+    result = await energy.energy(start, end, EnergyPeriod.DAY, LONDON)
+    [bucket] = result.items
+    assert bucket.start == datetime(day.year, day.month, day.day, tzinfo=LONDON)
+    assert bucket.import_kwh == pytest.approx(kwh(start, hours * 60, wh_at))
+    assert bucket.cost == pytest.approx(half_hour_energy_cost(start, end, wh_at) + E7_STANDING, abs=1e-9)
+    if wh_at is constant:
+        half_kwh = 30 * WH_PER_MINUTE / 1000
+        by_hand = half_kwh * (cheap_half_hours * CHEAP + (2 * hours - cheap_half_hours) * PEAK) + E7_STANDING
+        assert bucket.cost == pytest.approx(by_hand, abs=1e-9)
+
+    # Each hour costs its two half hours (00:00-01:00 is half peak, half cheap) and 1/hours of the standing charge.
+    by_hour = await energy.energy(start, end, EnergyPeriod.HOUR, LONDON)
+    assert [item.start.astimezone(UTC) for item in by_hour.items] == [
+        start + k * timedelta(hours=1) for k in range(hours)
+    ]
+    expected = [half_hour_energy_cost(item.start, item.end, wh_at) + E7_STANDING / hours for item in by_hour.items]
+    assert [item.cost for item in by_hour.items] == pytest.approx(expected, abs=1e-9)
+    assert by_hour.total_cost == pytest.approx(bucket.cost, abs=1e-9)
+
+
+async def test_month_total_is_recomputed_after_a_tariff_change_effective_in_the_past(store: Store) -> None:
+    # Three days of data, 10-12 February 2026 (London is on UTC in February).
+    data_start = datetime(2026, 2, 10, tzinfo=UTC)
+    await write_all(store, profiled("meter-1", data_start, 3 * 24 * 60, storage_heater), "home")
+    await refresh_all(store)
+    await store.put_site(Site(site_id="home", tz="Europe/London"))
+    await add_tariff(store, "home", flat(0.20, date(2026, 1, 1), standing=0.50))
+    january, february, march = (datetime(2026, m, 1, tzinfo=LONDON) for m in (1, 2, 3))
+
+    async def monthly_costs() -> list[float | None]:
+        energy = await SiteEnergy.load(store, "home")
+        result = await energy.energy(january, march, EnergyPeriod.MONTH, LONDON)
+        assert [item.start for item in result.items] == [january, february]
+        assert [item.import_kwh for item in result.items] == pytest.approx(
+            [0.0, kwh(data_start, 3 * 24 * 60, storage_heater)]
+        )
+        return [item.cost for item in result.items]
+
+    days = [data_start + timedelta(days=k) for k in range(3)]
+    day_kwh = [kwh(d, 24 * 60, storage_heater) for d in days]
+    assert await monthly_costs() == pytest.approx([31 * 0.50, sum(day_kwh) * 0.20 + 28 * 0.50])
+
+    # Economy 7 from 12 February, added afterwards: January and 1-11 February keep the flat
+    # tariff; from the 12th the half-hour rates and the new standing charge apply.
+    await add_tariff(store, "home", economy_7(date(2026, 2, 12)))
+    e7_day = half_hour_energy_cost(days[2], days[2] + timedelta(days=1), storage_heater)
+    expected_february = (day_kwh[0] + day_kwh[1]) * 0.20 + e7_day + 11 * 0.50 + 17 * E7_STANDING
+    assert await monthly_costs() == pytest.approx([31 * 0.50, expected_february], abs=1e-9)
+
+    # Corrected in place (same start date, cheaper standing charge): the month follows again.
+    await add_tariff(store, "home", economy_7(date(2026, 2, 12), standing=0.30))
+    assert await monthly_costs() == pytest.approx([31 * 0.50, expected_february - 17 * (E7_STANDING - 0.30)], abs=1e-9)
+
+
+@pytest.mark.parametrize(("start", "end", "bad"), [("07:10", "23:00", "07:10"), ("07:00", "23:59", "23:59")])
+async def test_a_rate_time_off_the_quarter_hour_grid_is_rejected(store: Store, start: str, end: str, bad: str) -> None:
+    tariff = Tariff(
+        name="odd",
+        currency="EUR",
+        effective_from=date(2026, 1, 1),
+        standing_charge_per_day=0.0,
+        rates=(
+            Rate(days=ALL_DAYS, start=start, end=end, price_per_kwh=0.3),
+            Rate(days=ALL_DAYS, start=end, end=start, price_per_kwh=0.1),
+        ),
+    )
+    with pytest.raises(ConfigError, match=rf"at {bad}: rate times must be on a 15-minute boundary \(:00, :15"):
+        await add_tariff(store, "home", tariff, create_site=True)
+    assert await store.tariffs("home") == []
+    # Quarter hours are fine.
+    await add_tariff(store, "home", economy_7(date(2026, 1, 1)), create_site=True)

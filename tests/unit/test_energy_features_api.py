@@ -116,6 +116,22 @@ async def test_tariff_crud_and_bad_tariffs(client: httpx.AsyncClient) -> None:
     assert (await call(client, "GET", "/sites/home/tariffs", 200))["items"] == []
 
 
+async def test_a_tariff_time_off_the_quarter_hour_grid_is_a_400_with_a_clear_message(
+    client: httpx.AsyncClient,
+) -> None:
+    day = {**FLAT["rates"][0], "start": "07:10", "end": "23:00", "price_per_kwh": 0.3}
+    night = {**FLAT["rates"][0], "start": "23:00", "end": "07:10", "price_per_kwh": 0.1}
+    body = await call(client, "POST", "/sites/home/tariffs", 400, json={**FLAT, "rates": [day, night]})
+    assert error_code(body) == "bad_request"
+    assert body["error"]["message"] == (
+        "rate 07:10-23:00 starts at 07:10: rate times must be on a 15-minute boundary (:00, :15, :30 or :45)"
+    )
+    assert (await call(client, "GET", "/sites/home/tariffs", 200))["items"] == []
+    economy_7 = [{**day, "start": "07:30", "end": "00:30"}, {**night, "start": "00:30", "end": "07:30"}]
+    created = await call(client, "POST", "/sites/home/tariffs", 201, json={**FLAT, "rates": economy_7})
+    assert [(r["start"], r["end"]) for r in created["rates"]] == [("07:30", "00:30"), ("00:30", "07:30")]
+
+
 async def test_energy_costs_follow_a_tariff_posted_later(client: httpx.AsyncClient) -> None:
     params = {"start": iso(START), "end": iso(START + timedelta(hours=24)), "bucket": "hour", "tz": "UTC"}
     before = await call(client, "GET", "/sites/home/energy", 200, params=params)

@@ -1,8 +1,10 @@
 """Energy and cost of a site per local hour, day or month.
 
-Each priced UTC hour goes to the local period its start falls in (the rule of
-:func:`vatio.store.rollup.energy_buckets`); a period's cost is the sum of its
-priced hours, or ``None`` when no hour of it had a tariff.
+Each priced UTC bucket (an hour, or a quarter-hour when the tariff needs it)
+goes to the local period its start falls in (the rule of
+:func:`vatio.store.rollup.energy_buckets`); hourly periods are UTC hours. A
+period's cost is the sum of its priced buckets, or ``None`` when no bucket of
+it had a tariff.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from vatio.energy.pricing import PricedHour, local_midnight
+from vatio.energy.pricing import PricedHour, floor_hour, local_midnight
 from vatio.model import EnergyPeriod
 
 
@@ -53,7 +55,7 @@ def next_period(day: date, period: EnergyPeriod) -> date:
 
 
 def group_hours(hours: Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo) -> list[CostBucket]:
-    """Sum priced hours into local periods of ``tz``, oldest first.
+    """Sum priced buckets (hours or quarter-hours) into local periods of ``tz``, oldest first.
 
     >>> from datetime import UTC
     >>> from vatio.energy.pricing import PricedHour
@@ -68,7 +70,7 @@ def group_hours(hours: Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo)
         local = hour.start.astimezone(tz)
         if period is EnergyPeriod.HOUR:
             # Keyed by UTC: the two local 02:00 hours of an autumn night are different hours.
-            key = hour.start
+            key = floor_hour(hour.start)
         else:
             day, _ = period_start(local, period)
             key = local_midnight(day, tz)

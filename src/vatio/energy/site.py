@@ -18,7 +18,15 @@ from vatio.energy.baseload import Baseload, baseload
 from vatio.energy.compare import ComparePeriod, Window, change_pct, windows
 from vatio.energy.cost import EnergyReport, report
 from vatio.energy.peak import PeakDemand, peak_demand
-from vatio.energy.pricing import ceil_hour, floor_hour, mean_week_price, price_hours
+from vatio.energy.pricing import (
+    ceil_hour,
+    check_quarter_hours,
+    floor_hour,
+    mean_week_price,
+    price_hours,
+    pricing_step,
+    rollup_resolution,
+)
 from vatio.errors import ConfigError, NotFoundError
 from vatio.model import Device, EnergyPeriod, Resolution, Site, SiteBucket, Tariff, TariffHistory
 from vatio.store import Store
@@ -100,9 +108,12 @@ async def add_tariff(store: Store, site_id: str, tariff: Tariff, *, create_site:
     """Add (or replace, same ``effective_from``) a site's tariff.
 
     A site without stored settings takes the tariff's currency; one with
-    settings must share it (:class:`~vatio.errors.ConfigError`). Unless
-    ``create_site``, the site must exist (:class:`~vatio.errors.NotFoundError`).
+    settings must share it (:class:`~vatio.errors.ConfigError`). Rate times must
+    be on a 15-minute boundary, the finest grid costs are priced on
+    (:class:`~vatio.errors.ConfigError`). Unless ``create_site``, the site must
+    exist (:class:`~vatio.errors.NotFoundError`).
     """
+    check_quarter_hours(tariff)
     settings = await store.get_site(site_id)
     if settings is None:
         if not create_site:
@@ -158,11 +169,17 @@ class SiteEnergy:
         return await self.store.site_rollups(self.site.site_id, start, end, resolution, devices)
 
     async def energy(self, start: datetime, end: datetime, period: EnergyPeriod, tz: ZoneInfo) -> EnergyReport:
-        """Import, export and cost per local period over ``[start, end)`` (whole UTC hours)."""
+        """Import, export and cost per local period over ``[start, end)`` (whole UTC hours).
+
+        Priced from hourly rollups, or from 15-minute ones when a tariff in force over the
+        range changes price within an hour (:func:`~vatio.energy.pricing.pricing_step`).
+        """
         # The hours holding start and end are priced whole, so their energy counts whole too.
-        buckets = await self._rollups(floor_hour(start), ceil_hour(end), Resolution.HOUR_1)
-        hours = price_hours(buckets, self.history, tz, start, end)
-        return report(hours, period, tz, self.site.currency)
+        lo, hi = floor_hour(start), ceil_hour(end)
+        step = pricing_step(self.history, tz, lo, hi)
+        buckets = await self._rollups(lo, hi, rollup_resolution(step))
+        priced = price_hours(buckets, self.history, tz, lo, hi, step=step)
+        return report(priced, period, tz, self.site.currency)
 
     async def figures(self, window: Window, tz: ZoneInfo) -> PeriodFigures:
         totals = await self.energy(window.start, window.end, EnergyPeriod.DAY, tz)

@@ -10,7 +10,7 @@ A tariff file::
 
     [[rates]]                          # together the rates cover the week exactly once
     days = [0, 1, 2, 3, 4, 5, 6]       # 0 = Monday
-    start = "07:00"
+    start = "07:00"                    # times on a 15-minute boundary (:00, :15, :30, :45)
     end = "23:00"
     price_per_kwh = 0.30
 
