@@ -122,6 +122,9 @@ function startLive(site, devices, mains, liveCard, chart, deviceList) {
     if (stopped) return;  // a late backfill or message after leaving the page
     const index = devices.indexOf(r.device);
     if (index < 0 || r.power_w === null || r.power_w === undefined) return;
+    // Already drawn: the polling fallback's first answer repeats the backfilled minutes.
+    const previous = latest.get(r.device);
+    if (previous && new Date(r.ts) <= new Date(previous.ts)) return;
     latest.set(r.device, r);
     rows.get(r.device).textContent = watts(r.power_w);
     // Only main meters add up (sub-meters are inside them); one silent for longer than the
