@@ -565,6 +565,36 @@ async def test_retention_before_refresh_does_not_wedge_the_rollups(store: Store)
     assert result.readings_deleted == 61
 
 
+async def test_a_write_older_than_retention_becomes_a_dead_letter_and_leaves_rollups_alone(store: Store) -> None:
+    """Without this, the refresh would rebuild a trimmed day's buckets from the late reading alone."""
+    readings = metered("heater", DAY0, step_s=300, count=3 * 288 + 1, power_w=900.0)
+    await write_all(store, readings, "home")
+    await refresh_all(store)
+    window = (DAY0 - timedelta(days=1), DAY0 + timedelta(days=4))
+    before = await all_tiers(store, "heater", *window)
+    now = DAY0 + timedelta(days=3, hours=12)
+    cutoff = (await store.apply_retention(raw_days=2, now=now)).cutoff
+
+    late = Reading("heater", DAY0 + timedelta(hours=6, seconds=30), None, 5000.0, readings[72].energy_wh)
+    fresh = Reading("heater", now, None, 1200.0)
+    result = await write_all(store, [late, fresh], "home")
+    assert (result.inserted, result.too_old, result.dead_letters) == (1, 1, 1)
+    [letter] = await store.dead_letters()
+    assert letter.topic == "store/home/heater"
+    assert "older than raw retention" in letter.reason
+    assert "5000.0" in letter.payload.decode()
+    await refresh_all(store)
+    assert [rollup_key(r) for r in await all_tiers(store, "heater", *window) if r.bucket < cutoff] == [
+        rollup_key(r) for r in before if r.bucket < cutoff
+    ]
+    assert await store.readings("heater", DAY0, cutoff) == []
+
+    # A longer retention set later does not move the cutoff back: those readings are gone.
+    await store.apply_retention(raw_days=30, now=now)
+    again = await write_all(store, [late], "home")
+    assert (again.inserted, again.too_old) == (0, 1)
+
+
 # -- dead letters ----------------------------------------------------------------
 
 UGLY_PAYLOADS = (

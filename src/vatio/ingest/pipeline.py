@@ -30,6 +30,7 @@ from vatio.errors import BatchRejectedError, ContractError, StoreError
 from vatio.model import DeadLetter, WriteBatch
 from vatio.model.instants import utcnow
 from vatio.store import Store
+from vatio.store.late import readings_letter
 
 log = logging.getLogger(__name__)
 
@@ -302,16 +303,9 @@ class IngestPipeline:
 
 def _rejected_batch(batch: WriteBatch, reason: str, now: datetime) -> WriteBatch:
     letters = list(batch.dead_letters)
-    for device in batch.sites:
-        rows = [r._asdict() for r in batch.readings if r.device_id == device]
-        letters.append(
-            DeadLetter(
-                received_at=now,
-                topic=f"store/{batch.sites[device]}/{device}",
-                reason=f"store rejected the batch: {reason}".replace("\x00", "\\x00"),
-                payload=orjson.dumps(rows, default=str),
-            )
-        )
+    for device, site in batch.sites.items():
+        rows = [r for r in batch.readings if r.device_id == device]
+        letters.append(readings_letter(rows, site, device, f"store rejected the batch: {reason}", now))
     return WriteBatch(dead_letters=letters)
 
 

@@ -90,11 +90,16 @@ class WriteBatch:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What a write did: ``inserted`` new readings, ``duplicates`` already stored."""
+    """What a write did: ``inserted`` new readings, ``duplicates`` already stored.
+
+    ``too_old`` readings were older than the store's raw-retention cutoff and
+    went to dead letters instead (counted in ``dead_letters`` as one per device).
+    """
 
     inserted: int
     duplicates: int
     dead_letters: int
+    too_old: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,11 @@ class Store(Protocol):
         """Release connections."""
 
     async def write(self, batch: WriteBatch) -> WriteResult:
-        """Commit readings, device sightings and dead letters in one transaction."""
+        """Commit readings, device sightings and dead letters in one transaction.
+
+        Readings older than the newest retention cutoff applied become dead letters
+        instead (:mod:`vatio.store.late`): their rollups could not be recomputed.
+        """
 
     async def set_device_status(
         self, device_id: str, site_id: str, *, online: bool, firmware: str | None, at: datetime
@@ -129,7 +133,10 @@ class Store(Protocol):
         """Recompute rollups for dirty ranges; returns how many ranges it did."""
 
     async def apply_retention(self, *, raw_days: int, now: datetime | None = None) -> RetentionResult:
-        """Drop raw readings older than ``raw_days``; rollups are kept."""
+        """Drop raw readings older than ``raw_days``; rollups are kept.
+
+        The cutoff is recorded (it never moves back): later writes refuse readings older than it.
+        """
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """Newest dead letters first."""

@@ -30,6 +30,7 @@ from vatio.model import (
 from vatio.model.instants import utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult, redact
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy
+from vatio.store.late import refuse_older_than
 from vatio.store.postgres_alerts import MIGRATION as ALERTS_MIGRATION
 from vatio.store.postgres_alerts import PostgresAlertsMixin
 from vatio.store.postgres_common import COLS, READING_COLUMNS, unavailable_as_error
@@ -43,6 +44,10 @@ from vatio.store.rollup import (
 )
 
 _PARTITION = re.compile(r"^readings_p(\d{8})$")
+#: Advisory lock serialising partition creation and retention.
+PARTITION_LOCK = 7202
+#: Advisory lock of retention (exclusive) against writes (shared); always taken before PARTITION_LOCK.
+RETENTION_LOCK = 7203
 #: Partitions created ahead of today by ``migrate`` and ``maintain``.
 DAYS_AHEAD = 7
 
@@ -84,6 +89,11 @@ MIGRATIONS: list[list[str]] = [
         f"""CREATE INDEX rollups_coarse ON rollups (tier, device_id, bucket)
             INCLUDE (samples, power_count, power_sum, power_min, power_max, energy_wh, energy_export_wh)
             WHERE tier >= {COARSE_TIER}"""
+    ],
+    # 6: the newest raw-retention cutoff applied; writes refuse readings older than it.
+    [
+        "CREATE TABLE raw_retention (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), "
+        "cutoff timestamptz NOT NULL)"
     ],
 ]
 
@@ -157,7 +167,7 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
         self._partitions |= existing
         for day in sorted(missing - existing):
             # Serialise creators: CREATE TABLE IF NOT EXISTS still races on the catalog.
-            await conn.execute("SELECT pg_advisory_xact_lock(7202)")
+            await conn.execute(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK})")
             nxt = day + timedelta(days=1)
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {_partition_name(day)} PARTITION OF readings "
@@ -191,6 +201,12 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
         async with unavailable_as_error(), pool.acquire() as conn:
             try:
                 async with conn.transaction():
+                    # Shared with other writers, exclusive with apply_retention: the cutoff
+                    # read next stays the newest until this transaction ends. Two statements:
+                    # the SELECT's snapshot must be taken after the lock was granted.
+                    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK})")
+                    cutoff = await conn.fetchval("SELECT cutoff FROM raw_retention")
+                    batch, too_old = refuse_older_than(batch, cutoff, utcnow())
                     inserted = await self._write_readings(conn, batch.readings)
                     await self._write_sightings(conn, batch)
                     if inserted:
@@ -224,6 +240,7 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
             inserted=inserted,
             duplicates=len(batch.readings) - inserted,
             dead_letters=len(batch.dead_letters),
+            too_old=too_old,
         )
 
     async def _write_readings(self, conn: asyncpg.Connection, readings: Sequence[Reading]) -> int:
@@ -334,7 +351,13 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
         pool = await self._get_pool()
         dropped = deleted = 0
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(7202)")
+            await conn.execute(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK})")
+            await conn.execute(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK})")
+            await conn.execute(
+                "INSERT INTO raw_retention (cutoff) VALUES ($1) ON CONFLICT (only_row) "
+                "DO UPDATE SET cutoff = greatest(raw_retention.cutoff, excluded.cutoff)",
+                cutoff,
+            )
             for day in sorted(await self._existing_partitions(conn)):
                 if day + timedelta(days=1) <= cutoff_day:
                     deleted += await conn.fetchval(f"SELECT count(*) FROM {_partition_name(day)}")

@@ -25,6 +25,7 @@ from vatio.model import (
 from vatio.model.instants import from_ms, to_ms, utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy
+from vatio.store.late import refuse_older_than
 from vatio.store.rollup import (
     dirty_ranges,
 )
@@ -66,6 +67,8 @@ MIGRATIONS: list[list[str]] = [
     DETECTION_MIGRATION,
     ALERTS_MIGRATION,
     TARIFFS_MIGRATION,
+    # 5: the newest raw-retention cutoff applied; writes refuse readings older than it.
+    ["CREATE TABLE raw_retention (only_row INTEGER PRIMARY KEY CHECK (only_row = 1), cutoff INTEGER NOT NULL)"],
 ]
 
 
@@ -156,9 +159,11 @@ class SqliteStore(SqliteSeriesMixin, SqliteDetectionMixin, SqliteAlertsMixin, Sq
 
     def _write(self, batch: WriteBatch) -> WriteResult:
         db = self._db()
-        rows = [(r.device_id, to_ms(r.ts), *r[2:]) for r in batch.readings]
         db.execute("BEGIN IMMEDIATE")
         try:
+            cutoff = db.execute("SELECT cutoff FROM raw_retention").fetchone()
+            batch, too_old = refuse_older_than(batch, None if cutoff is None else from_ms(cutoff[0]), utcnow())
+            rows = [(r.device_id, to_ms(r.ts), *r[2:]) for r in batch.readings]
             before = db.total_changes
             db.executemany(
                 f"INSERT OR IGNORE INTO readings ({READING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -197,6 +202,7 @@ class SqliteStore(SqliteSeriesMixin, SqliteDetectionMixin, SqliteAlertsMixin, Sq
             inserted=inserted,
             duplicates=len(rows) - inserted,
             dead_letters=len(batch.dead_letters),
+            too_old=too_old,
         )
 
     async def set_device_status(
@@ -265,8 +271,20 @@ class SqliteStore(SqliteSeriesMixin, SqliteDetectionMixin, SqliteAlertsMixin, Sq
         cutoff = (now or utcnow()) - timedelta(days=raw_days)
 
         def _delete() -> int:
-            cursor = self._db().execute("DELETE FROM readings WHERE ts < ?", (to_ms(cutoff),))
-            return cursor.rowcount
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT INTO raw_retention (only_row, cutoff) VALUES (1, ?) "
+                    "ON CONFLICT (only_row) DO UPDATE SET cutoff = max(cutoff, excluded.cutoff)",
+                    (to_ms(cutoff),),
+                )
+                deleted = db.execute("DELETE FROM readings WHERE ts < ?", (to_ms(cutoff),)).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return deleted
 
         deleted = await self._run(_delete)
         return RetentionResult(readings_deleted=deleted, partitions_dropped=0, cutoff=cutoff)
