@@ -21,7 +21,8 @@ A routes file (``vatio alert --routes FILE``)::
     secret = "a long random string"
 
 Unless the file says ``defaults = false``, every site also gets the ``mqtt``
-route: alert events on ``vatio/v1/{site}/alerts``.
+route: alert events on ``vatio/v1/{site}/alerts``. A route of the file's named
+``mqtt`` replaces that default (its ``site`` then decides who gets MQTT events).
 """
 
 from __future__ import annotations
