@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
+import asyncpg
 import pytest
 
 from vatio.errors import BatchRejectedError, StoreUnavailableError
@@ -50,3 +52,45 @@ async def test_a_rolled_back_write_leaves_no_phantom_partition(fresh_pg_url: str
     assert result.inserted == 1
     assert len(await store.readings("d", OLD_DAY, datetime(2020, 1, 2, tzinfo=UTC))) == 1
     await store.close()
+
+
+async def test_a_write_racing_retention_reads_the_cutoff_retention_commits(fresh_pg_url: str) -> None:
+    """A write that starts while retention raises the cutoff waits for it, then refuses by the new one."""
+    store = open_store(fresh_pg_url)
+    await store.migrate()
+    now = datetime(2026, 3, 10, tzinfo=UTC)
+    await write_all(store, [Reading("d", now - timedelta(days=5), 1, 5.0)], "s")
+    retention = await asyncpg.connect(fresh_pg_url)
+    try:
+        # Retention's first statement, held open: the cutoff moves to now - 2 days.
+        transaction = retention.transaction()
+        await transaction.start()
+        await retention.execute("UPDATE raw_retention SET cutoff = greatest(cutoff, $1)", now - timedelta(days=2))
+        late = asyncio.create_task(write_all(store, [Reading("d", now - timedelta(days=4), 2, 5.0)], "s"))
+        done, _ = await asyncio.wait({late}, timeout=0.5)
+        assert not done, "the write went ahead under the old cutoff"
+        await transaction.commit()
+        result = await asyncio.wait_for(late, timeout=10)
+        assert (result.inserted, result.too_old) == (0, 1)
+    finally:
+        await retention.close()
+        await store.close()
+
+
+async def test_retention_waits_for_a_write_in_progress(fresh_pg_url: str) -> None:
+    store = open_store(fresh_pg_url)
+    await store.migrate()
+    writer = await asyncpg.connect(fresh_pg_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        assert await writer.fetchval("SELECT cutoff FROM raw_retention FOR SHARE") is None  # a write's first read
+        retention = asyncio.create_task(store.apply_retention(raw_days=1))
+        done, _ = await asyncio.wait({retention}, timeout=0.5)
+        assert not done, "retention raised the cutoff under a write that had read the old one"
+        await transaction.commit()
+        result = await asyncio.wait_for(retention, timeout=10)
+        assert await writer.fetchval("SELECT cutoff FROM raw_retention") == result.cutoff
+    finally:
+        await writer.close()
+        await store.close()

@@ -46,8 +46,6 @@ from vatio.store.rollup import (
 _PARTITION = re.compile(r"^readings_p(\d{8})$")
 #: Advisory lock serialising partition creation and retention.
 PARTITION_LOCK = 7202
-#: Advisory lock of retention (exclusive) against writes (shared); always taken before PARTITION_LOCK.
-RETENTION_LOCK = 7203
 #: Partitions created ahead of today by ``migrate`` and ``maintain``.
 DAYS_AHEAD = 7
 
@@ -90,10 +88,11 @@ MIGRATIONS: list[list[str]] = [
             INCLUDE (samples, power_count, power_sum, power_min, power_max, energy_wh, energy_export_wh)
             WHERE tier >= {COARSE_TIER}"""
     ],
-    # 6: the newest raw-retention cutoff applied; writes refuse readings older than it.
+    # 6: the newest raw-retention cutoff applied (null: none yet); writes refuse readings older
+    # than it. The one row always exists, so writers can lock it (see PostgresStore._write).
     [
-        "CREATE TABLE raw_retention (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), "
-        "cutoff timestamptz NOT NULL)"
+        "CREATE TABLE raw_retention (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), cutoff timestamptz)",
+        "INSERT INTO raw_retention (cutoff) VALUES (NULL)",
     ],
 ]
 
@@ -201,11 +200,10 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
         async with unavailable_as_error(), pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    # Shared with other writers, exclusive with apply_retention: the cutoff
-                    # read next stays the newest until this transaction ends. Two statements:
-                    # the SELECT's snapshot must be taken after the lock was granted.
-                    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK})")
-                    cutoff = await conn.fetchval("SELECT cutoff FROM raw_retention")
+                    # FOR SHARE: shared with other writers, while apply_retention's UPDATE waits
+                    # for this transaction, and a write arriving during that UPDATE waits for it
+                    # and then reads the new cutoff (READ COMMITTED re-reads a locked row).
+                    cutoff = await conn.fetchval("SELECT cutoff FROM raw_retention FOR SHARE")
                     batch, too_old = refuse_older_than(batch, cutoff, utcnow())
                     inserted = await self._write_readings(conn, batch.readings)
                     await self._write_sightings(conn, batch)
@@ -351,13 +349,9 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
         pool = await self._get_pool()
         dropped = deleted = 0
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK})")
+            # First: from here until commit no write can pass the old cutoff (see _write).
+            await conn.execute("UPDATE raw_retention SET cutoff = greatest(cutoff, $1)", cutoff)
             await conn.execute(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK})")
-            await conn.execute(
-                "INSERT INTO raw_retention (cutoff) VALUES ($1) ON CONFLICT (only_row) "
-                "DO UPDATE SET cutoff = greatest(raw_retention.cutoff, excluded.cutoff)",
-                cutoff,
-            )
             for day in sorted(await self._existing_partitions(conn)):
                 if day + timedelta(days=1) <= cutoff_day:
                     deleted += await conn.fetchval(f"SELECT count(*) FROM {_partition_name(day)}")
