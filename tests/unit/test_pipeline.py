@@ -120,6 +120,21 @@ async def test_readings_older_than_raw_retention_are_refused(store: Store) -> No
     assert "readings[0].ts" in letter.reason
 
 
+async def test_an_ingest_without_raw_days_is_still_held_to_the_stores_cutoff(store: Store) -> None:
+    """The store's own guard (retention already applied) catches what an unguarded ingest lets through."""
+    await store.apply_retention(raw_days=1, now=NOW)
+    pipeline, acked = _pipeline(store)
+    old = Reading("d1", NOW - timedelta(days=2), 1, 5.0)
+    pipeline.on_message(telemetry_topic("s1", "d1"), encode_telemetry("d1", [old]), 1, 1)
+    pipeline.on_message(*_message("d1", 5), qos=1, packet_id=2)
+    await pipeline.flush()
+    assert (await store.stats()).readings == 1
+    assert pipeline.counters.too_old == 1
+    (letter,) = await store.dead_letters()
+    assert "older than raw retention" in letter.reason
+    assert sorted(pid for _, pid in acked) == [1, 2]
+
+
 class _FlakyStore:
     """A store whose first writes fail as if the database were down."""
 

@@ -53,6 +53,8 @@ class IngestCounters:
     flushes: int = 0
     write_errors: int = 0
     lost_dead_letters: int = 0
+    #: Readings the store refused as older than its retention cutoff (kept as dead letters).
+    too_old: int = 0
     paused: int = 0
     last_flush_s: float = 0.0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
@@ -275,6 +277,7 @@ class IngestPipeline:
             return
         self.counters.readings_inserted += result.inserted
         self.counters.duplicates += result.duplicates
+        self.counters.too_old += result.too_old
 
     async def _write_status(self, status: _Status) -> None:
         try:
