@@ -595,6 +595,41 @@ async def test_a_write_older_than_retention_becomes_a_dead_letter_and_leaves_rol
     assert (again.inserted, again.too_old) == (0, 1)
 
 
+async def test_a_write_just_after_the_cutoff_that_follows_a_deleted_reading_is_refused(store: Store) -> None:
+    """Its predecessor fell to retention: recomputing its range would take energy out of the buckets."""
+    readings = metered("heater", DAY0, step_s=300, count=3 * 288 + 1, power_w=900.0)
+    await write_all(store, readings, "home")
+    await refresh_all(store)
+    window = (DAY0, DAY0 + timedelta(days=4))
+    tiers = (Resolution.MIN_1, Resolution.MIN_15, Resolution.HOUR_1, Resolution.DAY_1)
+
+    async def by_tier() -> dict[Resolution, list[RollupRow]]:
+        return {tier: await store.rollups("heater", *window, tier) for tier in tiers}
+
+    before = await by_tier()
+    # The cutoff falls between the readings of 12:00 and 12:05 (the first one kept).
+    now = DAY0 + timedelta(days=3, hours=12, minutes=2, seconds=10)
+    cutoff = (await store.apply_retention(raw_days=2, now=now)).cutoff
+    first_kept = next(r for r in readings if r.ts >= cutoff)
+    assert first_kept.ts == DAY0 + timedelta(days=1, hours=12, minutes=5)
+    counter = first_kept.energy_wh
+    assert counter is not None
+    between = Reading("heater", cutoff + timedelta(seconds=20), None, 900.0, counter - 900.0 * 150 / 3600)
+    after_kept = Reading("heater", first_kept.ts + timedelta(minutes=2), None, 900.0, counter + 900.0 * 120 / 3600)
+    result = await write_all(store, [between, after_kept], "home")
+    assert (result.inserted, result.too_old) == (1, 1)
+    [letter] = await store.dead_letters()
+    assert "whose previous reading retention deleted" in letter.reason
+    await refresh_all(store)
+    after = await by_tier()
+    # Every tier keeps its energy (the reading after a kept one only splits an interval), and
+    # the minutes up to the first kept reading are untouched.
+    for tier in tiers:
+        assert sum(r.energy_wh for r in after[tier]) == pytest.approx(sum(r.energy_wh for r in before[tier])), tier
+    untouched = [rollup_key(r) for r in before[Resolution.MIN_1] if r.bucket < first_kept.ts]
+    assert [rollup_key(r) for r in after[Resolution.MIN_1] if r.bucket < first_kept.ts] == untouched
+
+
 # -- dead letters ----------------------------------------------------------------
 
 UGLY_PAYLOADS = (

@@ -14,6 +14,7 @@ import pytest
 from vatio.errors import BatchRejectedError, StoreUnavailableError
 from vatio.model import DeadLetter, Reading, WriteBatch
 from vatio.store import open_store, write_all
+from vatio.store.postgres import RETENTION_LOCK
 
 pytestmark = pytest.mark.integration
 
@@ -62,9 +63,10 @@ async def test_a_write_racing_retention_reads_the_cutoff_retention_commits(fresh
     await write_all(store, [Reading("d", now - timedelta(days=5), 1, 5.0)], "s")
     retention = await asyncpg.connect(fresh_pg_url)
     try:
-        # Retention's first statement, held open: the cutoff moves to now - 2 days.
+        # Retention's first statements, held open: the cutoff moves to now - 2 days.
         transaction = retention.transaction()
         await transaction.start()
+        await retention.execute(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK})")
         await retention.execute("UPDATE raw_retention SET cutoff = greatest(cutoff, $1)", now - timedelta(days=2))
         late = asyncio.create_task(write_all(store, [Reading("d", now - timedelta(days=4), 2, 5.0)], "s"))
         done, _ = await asyncio.wait({late}, timeout=0.5)
@@ -84,7 +86,8 @@ async def test_retention_waits_for_a_write_in_progress(fresh_pg_url: str) -> Non
     try:
         transaction = writer.transaction()
         await transaction.start()
-        assert await writer.fetchval("SELECT cutoff FROM raw_retention FOR SHARE") is None  # a write's first read
+        await writer.execute(f"SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK})")  # a write's first step
+        assert await writer.fetchval("SELECT cutoff FROM raw_retention") is None
         retention = asyncio.create_task(store.apply_retention(raw_days=1))
         done, _ = await asyncio.wait({retention}, timeout=0.5)
         assert not done, "retention raised the cutoff under a write that had read the old one"

@@ -30,7 +30,7 @@ from vatio.model import (
 from vatio.model.instants import utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult, redact
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy
-from vatio.store.late import refuse_older_than
+from vatio.store.late import REACH, Neighbours, near_cutoff, refuse_late
 from vatio.store.postgres_alerts import MIGRATION as ALERTS_MIGRATION
 from vatio.store.postgres_alerts import PostgresAlertsMixin
 from vatio.store.postgres_common import COLS, READING_COLUMNS, unavailable_as_error
@@ -46,6 +46,8 @@ from vatio.store.rollup import (
 _PARTITION = re.compile(r"^readings_p(\d{8})$")
 #: Advisory lock serialising partition creation and retention.
 PARTITION_LOCK = 7202
+#: Advisory lock of retention (exclusive) against writes (shared); taken before PARTITION_LOCK.
+RETENTION_LOCK = 7203
 #: Partitions created ahead of today by ``migrate`` and ``maintain``.
 DAYS_AHEAD = 7
 
@@ -89,7 +91,7 @@ MIGRATIONS: list[list[str]] = [
             WHERE tier >= {COARSE_TIER}"""
     ],
     # 6: the newest raw-retention cutoff applied (null: none yet); writes refuse readings older
-    # than it. The one row always exists, so writers can lock it (see PostgresStore._write).
+    # than it (see vatio.store.late).
     [
         "CREATE TABLE raw_retention (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), cutoff timestamptz)",
         "INSERT INTO raw_retention (cutoff) VALUES (NULL)",
@@ -200,11 +202,13 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
         async with unavailable_as_error(), pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    # FOR SHARE: shared with other writers, while apply_retention's UPDATE waits
-                    # for this transaction, and a write arriving during that UPDATE waits for it
-                    # and then reads the new cutoff (READ COMMITTED re-reads a locked row).
-                    cutoff = await conn.fetchval("SELECT cutoff FROM raw_retention FOR SHARE")
-                    batch, too_old = refuse_older_than(batch, cutoff, utcnow())
+                    # Shared with other writers, exclusive with apply_retention: the cutoff read
+                    # next stays the newest until this transaction ends. Two statements: the
+                    # SELECT's snapshot must be taken after the lock was granted. (An advisory
+                    # lock, not FOR SHARE on the row: that would write a multixact per batch.)
+                    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK})")
+                    cutoff = await conn.fetchval("SELECT cutoff FROM raw_retention")
+                    batch, too_old = refuse_late(batch, cutoff, await _neighbours(conn, batch, cutoff), utcnow())
                     inserted = await self._write_readings(conn, batch.readings)
                     await self._write_sightings(conn, batch)
                     if inserted:
@@ -350,8 +354,9 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
         dropped = deleted = 0
         async with pool.acquire() as conn, conn.transaction():
             # First: from here until commit no write can pass the old cutoff (see _write).
-            await conn.execute("UPDATE raw_retention SET cutoff = greatest(cutoff, $1)", cutoff)
+            await conn.execute(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK})")
             await conn.execute(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK})")
+            await conn.execute("UPDATE raw_retention SET cutoff = greatest(cutoff, $1)", cutoff)
             for day in sorted(await self._existing_partitions(conn)):
                 if day + timedelta(days=1) <= cutoff_day:
                     deleted += await conn.fetchval(f"SELECT count(*) FROM {_partition_name(day)}")
@@ -364,6 +369,29 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
             partitions_dropped=dropped,
             cutoff=cutoff,
         )
+
+
+async def _neighbours(conn: asyncpg.Connection, batch: WriteBatch, cutoff: datetime | None) -> dict[str, Neighbours]:
+    """For :func:`~vatio.store.late.refuse_late`: each device's data just around the cutoff."""
+    devices = near_cutoff(batch, cutoff)
+    if not devices or cutoff is None:
+        return {}
+    last = await conn.fetch(
+        "SELECT device_id, max(bucket) FROM rollups WHERE tier = 60 AND device_id = ANY($1::text[]) "
+        "AND bucket >= $2 AND bucket < $3 GROUP BY device_id",
+        devices,
+        cutoff - REACH,
+        cutoff,
+    )
+    first = await conn.fetch(
+        "SELECT device_id, min(ts) FROM readings WHERE device_id = ANY($1::text[]) AND ts >= $2 AND ts < $3 "
+        "GROUP BY device_id",
+        devices,
+        cutoff,
+        cutoff + REACH,
+    )
+    before, after = dict(map(tuple, last)), dict(map(tuple, first))
+    return {d: Neighbours(before.get(d), after.get(d)) for d in devices}
 
 
 def _device(row: Any, now: datetime) -> Device:

@@ -25,7 +25,7 @@ from vatio.model import (
 from vatio.model.instants import from_ms, to_ms, utcnow
 from vatio.store.base import ONLINE_WINDOW, RetentionResult
 from vatio.store.energy import DEFAULT_POLICY, EnergyPolicy
-from vatio.store.late import refuse_older_than
+from vatio.store.late import REACH, Neighbours, near_cutoff, refuse_late
 from vatio.store.rollup import (
     dirty_ranges,
 )
@@ -161,8 +161,9 @@ class SqliteStore(SqliteSeriesMixin, SqliteDetectionMixin, SqliteAlertsMixin, Sq
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            cutoff = db.execute("SELECT cutoff FROM raw_retention").fetchone()
-            batch, too_old = refuse_older_than(batch, None if cutoff is None else from_ms(cutoff[0]), utcnow())
+            row = db.execute("SELECT cutoff FROM raw_retention").fetchone()
+            cutoff = None if row is None else from_ms(row[0])
+            batch, too_old = refuse_late(batch, cutoff, _neighbours(db, batch, cutoff), utcnow())
             rows = [(r.device_id, to_ms(r.ts), *r[2:]) for r in batch.readings]
             before = db.total_changes
             db.executemany(
@@ -288,6 +289,27 @@ class SqliteStore(SqliteSeriesMixin, SqliteDetectionMixin, SqliteAlertsMixin, Sq
 
         deleted = await self._run(_delete)
         return RetentionResult(readings_deleted=deleted, partitions_dropped=0, cutoff=cutoff)
+
+
+def _neighbours(db: sqlite3.Connection, batch: WriteBatch, cutoff: datetime | None) -> dict[str, Neighbours]:
+    """For :func:`~vatio.store.late.refuse_late`: each device's data just around the cutoff."""
+    devices = near_cutoff(batch, cutoff)
+    if not devices or cutoff is None:
+        return {}
+    found = {}
+    lo, at, hi = to_ms(cutoff - REACH), to_ms(cutoff), to_ms(cutoff + REACH)
+    for device in devices:
+        (last,) = db.execute(
+            "SELECT max(bucket) FROM rollups WHERE tier = 60 AND device_id = ? AND bucket >= ? AND bucket < ?",
+            (device, lo // 1000, at // 1000),  # buckets are epoch seconds
+        ).fetchone()
+        (first,) = db.execute(
+            "SELECT min(ts) FROM readings WHERE device_id = ? AND ts >= ? AND ts < ?", (device, at, hi)
+        ).fetchone()
+        found[device] = Neighbours(
+            None if last is None else from_ms(last * 1000), None if first is None else from_ms(first)
+        )
+    return found
 
 
 def _device(row: tuple[Any, ...], now: datetime) -> Device:
