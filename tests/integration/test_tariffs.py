@@ -247,6 +247,15 @@ def storage_heater(at: datetime) -> float:
     return 40.0 if at.astimezone(LONDON).hour < 4 else 10.0
 
 
+def switched_at_the_boundaries(at: datetime) -> float:
+    """40 Wh a minute in the half hours just inside the cheap window (00:30-01:00, 07:00-07:30 London), else 10.
+
+    Uneven within the boundary hours: an hour priced at its mean rate gets this wrong.
+    """
+    local = at.astimezone(LONDON)
+    return 40.0 if (local.hour, local.minute // 30) in ((0, 1), (7, 0)) else 10.0
+
+
 def profiled(device: str, start: datetime, minutes: int, wh_at: Callable[[datetime], float]) -> list[Reading]:
     """A reading every minute whose import counter rises ``wh_at(minute start)`` over that minute."""
     readings, counter = [], 1000.0
@@ -285,7 +294,11 @@ def local_day(day: date) -> tuple[datetime, datetime]:
     )
 
 
-@pytest.mark.parametrize("wh_at", [constant, storage_heater], ids=["constant", "storage-heater"])
+@pytest.mark.parametrize(
+    "wh_at",
+    [constant, storage_heater, switched_at_the_boundaries],
+    ids=["constant", "storage-heater", "switched-at-the-boundaries"],
+)
 @pytest.mark.parametrize(
     ("day", "hours", "cheap_half_hours"),
     [
