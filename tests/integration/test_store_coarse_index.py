@@ -19,6 +19,7 @@ import pytest
 from vatio.model import Resolution
 from vatio.store import open_store
 from vatio.store.postgres_series import LOCAL_ENERGY_SQL, rollups_sql
+from vatio.store.postgres_tariffs import site_rollups_postgres_sql
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +48,26 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def _literal(value: object) -> str:
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, int):
+        return str(value)
+    assert isinstance(value, str)
+    assert "'" not in value
+    return f"'{value}'"
+
+
 async def _scans(conn: asyncpg.Connection, sql: str, *args: object) -> list[tuple[str, str]]:
-    raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    """The scans of ``sql``'s plan as a server-side prepared statement, under this session's plan_cache_mode.
+
+    (EXPLAIN of a query with bound parameters plans it for those values: never generic.)
+    """
+    await conn.execute(f"PREPARE q AS {sql}")
+    try:
+        raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE q({', '.join(map(_literal, args))})")
+    finally:
+        await conn.execute("DEALLOCATE q")
     plan = json.loads(raw)[0]["Plan"]
     return [(n["Node Type"], n.get("Index Name", "")) for n in _nodes(plan) if "Scan" in n["Node Type"]]
 
@@ -60,6 +79,10 @@ async def test_year_reads_are_index_only_scans_of_the_coarse_index(fresh_pg_url:
     conn = await asyncpg.connect(fresh_pg_url)
     try:
         await conn.execute(FILL)
+        await conn.execute(
+            "INSERT INTO devices (device_id, site_id, first_seen, last_seen) "
+            "SELECT 'd' || k, CASE WHEN k < 2 THEN 's' ELSE 'other' END, now(), now() FROM generate_series(0, 19) k"
+        )
         await conn.execute("VACUUM (ANALYZE) rollups")  # what autovacuum does after a refresh
         year = ("d7", START, END)
         for mode in ("auto", "force_generic_plan"):
@@ -69,6 +92,9 @@ async def test_year_reads_are_index_only_scans_of_the_coarse_index(fresh_pg_url:
                 assert scans == [("Index Only Scan", "rollups_coarse")], (mode, resolution, scans)
             scans = await _scans(conn, LOCAL_ENERGY_SQL, *year, "day", "Europe/Paris")
             assert scans == [("Index Only Scan", "rollups_coarse")], (mode, scans)
+            # A site's hourly rollups (costs): the tier is bound there, and `tier >= 900` written out.
+            scans = await _scans(conn, site_rollups_postgres_sql(None, 3600), "s", 3600, START, END)
+            assert ("Index Only Scan", "rollups_coarse") in scans, (mode, scans)
         # And the answer is the stored one: 365 daily rows of d7, 8,760 hours summed by day.
         assert len(await conn.fetch(rollups_sql(Resolution.DAY_1), *year)) == 365
         days = await conn.fetch(LOCAL_ENERGY_SQL, *year, "day", "UTC")

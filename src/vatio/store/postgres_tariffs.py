@@ -9,6 +9,7 @@ import asyncpg
 
 from vatio.errors import NotFoundError
 from vatio.model import Resolution, Site, SiteBucket, Tariff
+from vatio.store.postgres_series import COARSE_TIER
 from vatio.store.rollup import resolution_seconds
 from vatio.store.tariffs_sql import (
     DELETE_TARIFF,
@@ -25,6 +26,17 @@ from vatio.store.tariffs_sql import (
     tariff_from_row,
     tariff_params,
 )
+
+
+def site_rollups_postgres_sql(devices: Sequence[str] | None, tier: int) -> str:
+    """:func:`~vatio.store.tariffs_sql.site_rollups_sql` for PostgreSQL, ``tier`` bound as ``$2``.
+
+    For a coarse tier ``tier >= 900`` is written out too, so that a generic plan can still
+    prove the partial index ``rollups_coarse`` applies.
+    """
+    sql = site_rollups_sql(devices, POSTGRES_DEVICES)
+    return sql.replace("r.tier = $2", f"r.tier = $2 AND r.tier >= {COARSE_TIER}") if tier >= COARSE_TIER else sql
+
 
 MIGRATION: list[str] = migration(real="double precision", serial="bigserial PRIMARY KEY", day="date")
 
@@ -78,6 +90,6 @@ class PostgresTariffsMixin:
     ) -> list[SiteBucket]:
         pool = await self._get_pool()
         extra = () if devices is None else (list(devices),)
-        sql = site_rollups_sql(devices, POSTGRES_DEVICES)
-        rows = await pool.fetch(sql, site_id, resolution_seconds(resolution), start, end, *extra)
+        tier = resolution_seconds(resolution)
+        rows = await pool.fetch(site_rollups_postgres_sql(devices, tier), site_id, tier, start, end, *extra)
         return [site_bucket_from_row(row, row[0]) for row in rows]
