@@ -393,3 +393,19 @@ async def test_a_rate_time_off_the_quarter_hour_grid_is_rejected(store: Store, s
     assert await store.tariffs("home") == []
     # Quarter hours are fine.
     await add_tariff(store, "home", economy_7(date(2026, 1, 1)), create_site=True)
+
+
+async def test_a_local_day_of_a_half_hour_zone_holds_none_of_its_neighbours(store: Store) -> None:
+    """Asia/Kolkata's day runs 18:30Z-18:30Z: rounding to whole hours took in half an hour either side."""
+    kolkata = ZoneInfo("Asia/Kolkata")
+    day = datetime(2026, 3, 10, tzinfo=kolkata)
+    # 10 Wh a minute (0.6 kW) for three days around it.
+    await write_all(store, profiled("meter-1", day.astimezone(UTC) - timedelta(days=1), 3 * 24 * 60, constant), "home")
+    await refresh_all(store)
+    await store.put_site(Site(site_id="home", tz="Asia/Kolkata"))
+    await add_tariff(store, "home", flat(0.10, date(2026, 1, 1), standing=1.0))
+    energy = await SiteEnergy.load(store, "home")
+    result = await energy.energy(day, day + timedelta(days=1), EnergyPeriod.DAY, kolkata)
+    [bucket] = result.items
+    assert bucket.import_kwh == pytest.approx(24 * 60 * WH_PER_MINUTE / 1000)
+    assert bucket.cost == pytest.approx(24 * 60 * WH_PER_MINUTE / 1000 * 0.10 + 1.0)

@@ -20,8 +20,10 @@ from vatio.energy.cost import EnergyReport, report
 from vatio.energy.peak import PeakDemand, peak_demand
 from vatio.energy.pricing import (
     ceil_hour,
+    ceil_to,
     check_quarter_hours,
     floor_hour,
+    floor_to,
     mean_week_price,
     price_hours,
     pricing_step,
@@ -174,9 +176,11 @@ class SiteEnergy:
         Priced from hourly rollups, or from 15-minute ones when a tariff in force over the
         range changes price within an hour (:func:`~vatio.energy.pricing.pricing_step`).
         """
-        # The hours holding start and end are priced whole, so their energy counts whole too.
-        lo, hi = floor_hour(start), ceil_hour(end)
-        step = pricing_step(self.history, tz, lo, hi)
+        # The buckets holding start and end are priced whole, so their energy counts whole too.
+        # Rounded to the pricing step, not the hour: a local day of a half-hour zone
+        # (Asia/Kolkata: 18:30Z-18:30Z) then holds no half hour of its neighbours.
+        step = pricing_step(self.history, tz, floor_hour(start), ceil_hour(end))
+        lo, hi = floor_to(start, step), ceil_to(end, step)
         buckets = await self._rollups(lo, hi, rollup_resolution(step))
         priced = price_hours(buckets, self.history, tz, lo, hi, step=step)
         return report(priced, period, tz, self.site.currency)
