@@ -217,6 +217,8 @@ def price_hours(
     energy = {b.bucket.astimezone(UTC): b for b in buckets}
     day_buckets: dict[date, int] = {}
     edges: dict[int, tuple[int, ...]] = {}
+    # A year of quarters repeats a week's 672 prices per tariff: look each up once.
+    prices: dict[tuple[int, int, int, int], float] = {}
     priced: list[PricedHour] = []
     at, stop = floor_to(start, step), ceil_to(end, step)
     while at < stop:
@@ -232,7 +234,10 @@ def price_hours(
                 day_buckets[local.date()] = buckets_in_local_day(local.date(), tz, step)
             if id(tariff) not in edges:
                 edges[id(tariff)] = boundaries(tariff)
-            price = _price(tariff, edges[id(tariff)], local, step)
+            key = (id(tariff), local.weekday(), local.hour, local.minute)
+            price = prices.get(key)
+            if price is None:
+                price = prices[key] = _price(tariff, edges[id(tariff)], local, step)
             priced.append(_priced(at, import_wh, export_wh, tariff, price, day_buckets[local.date()]))
         at += step
     return priced
