@@ -200,9 +200,12 @@ def drop_caches() -> None:
     """Restart this machine's PostgreSQL and empty the OS page cache (Debian, root).
 
     For ``--cold``: the next queries read their pages from disk, as the first
-    reads of a device's year do on a server whose memory holds other data.
+    reads of a device's year do on a server whose memory holds other data. It
+    restarts the local ``main`` cluster, ending every session on it: use on a
+    benchmark machine only.
     """
-    version = sorted(Path("/etc/postgresql").iterdir())[-1].name
+    # This machine's newest cluster (by number: "9.6" < "16"), whichever database the run uses.
+    version = max((p.name for p in Path("/etc/postgresql").iterdir()), key=lambda v: tuple(map(int, v.split("."))))
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True)
     subprocess.run(["sync"], check=True)
     Path("/proc/sys/vm/drop_caches").write_text("3\n")

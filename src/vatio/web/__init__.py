@@ -45,7 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -99,6 +99,9 @@ def swagger_ui_dir() -> Path:
 def mount_api_docs(app: FastAPI, path: str = "/docs") -> None:
     """``GET path``: Swagger UI for ``app.openapi_url``, every file served by ``app`` itself.
 
+    Paths in the page carry the request's ``root_path``, so it works behind a proxy prefix.
+    No ``/redoc``: ReDoc, even from the wheel, loads its logo from cdn.redoc.ly.
+
     >>> import asyncio, httpx
     >>> app = FastAPI(docs_url=None, redoc_url=None)
     >>> mount_api_docs(app)
@@ -108,19 +111,26 @@ def mount_api_docs(app: FastAPI, path: str = "/docs") -> None:
     >>> page = asyncio.run(fetch("/docs")).text
     >>> "cdn" in page, "/docs/static/swagger-ui-bundle.js" in page
     (False, True)
+    >>> asyncio.run(fetch("/redoc")).status_code
+    404
     >>> asyncio.run(fetch("/docs/static/swagger-ui-bundle.js")).status_code
     200
     """
     assets = f"{path}/static"
 
+    def prefixed(request: Request) -> tuple[str, str]:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return root + (app.openapi_url or "/openapi.json"), root + assets
+
     @app.get(path, include_in_schema=False)
-    async def docs() -> HTMLResponse:
+    async def docs(request: Request) -> HTMLResponse:
+        openapi, static = prefixed(request)
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=openapi,
             title=f"{app.title} API",
-            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
-            swagger_css_url=f"{assets}/swagger-ui.css",
-            swagger_favicon_url=f"{assets}/favicon.png",
+            swagger_js_url=f"{static}/swagger-ui-bundle.js",
+            swagger_css_url=f"{static}/swagger-ui.css",
+            swagger_favicon_url=f"{static}/favicon.png",
         )
 
     app.mount(assets, StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")

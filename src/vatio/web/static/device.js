@@ -54,7 +54,7 @@ export async function renderDevice(main, [deviceId], _state) {
     const coarser = view.resolution !== "auto" && data.resolution !== view.resolution;
     info.textContent = `${data.points.length} points at ${data.resolution} resolution` +
       (view.resolution === "auto" ? " (auto: the finest that fits)" : "") +
-      (coarser ? ` (${view.resolution} would be more than ${POINTS} points)` : "");
+      (coarser ? ` (${view.resolution} is not kept for all of this range or would be more than ${POINTS} points)` : "");
     showEpisodes(episodes, data.anomalies, (a) => {
       view.start = new Date(new Date(a.start) - 3600 * 1000);
       view.end = new Date(new Date(a.end || a.last) + 3600 * 1000);
