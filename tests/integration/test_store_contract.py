@@ -511,6 +511,19 @@ async def test_an_unknown_time_zone_is_a_config_error(store: Store) -> None:
         await store.energy("heater", DAY0, DAY0 + timedelta(days=1), EnergyPeriod.DAY, tz="Mars/Olympus_Mons")
 
 
+async def test_rollups_limit_returns_the_first_buckets(store: Store) -> None:
+    await write_all(store, metered("heater", DAY0, step_s=60, count=121, power_w=600.0), "home")
+    await refresh_all(store)
+    span = (DAY0, DAY0 + timedelta(hours=3))
+    every = await store.rollups("heater", *span, Resolution.MIN_1)
+    assert len(every) > 100
+    assert await store.rollups("heater", *span, Resolution.MIN_1, limit=3) == every[:3]
+    assert (
+        await store.rollups("heater", *span, Resolution.HOUR_1, limit=1)
+        == (await store.rollups("heater", *span, Resolution.HOUR_1))[:1]
+    )
+
+
 # -- retention ----------------------------------------------------------------
 
 

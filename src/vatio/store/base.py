@@ -115,8 +115,10 @@ class Store(Protocol):
         first; the answer does not depend on it.
         """
 
-    async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
-        """Buckets of one rollup tier whose start lies in ``[start, end)``."""
+    async def rollups(
+        self, device_id: str, start: datetime, end: datetime, resolution: Resolution, *, limit: int | None = None
+    ) -> list[RollupRow]:
+        """Buckets of one rollup tier whose start lies in ``[start, end)``; the first ``limit`` when given."""
 
     async def energy(
         self,

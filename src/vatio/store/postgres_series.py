@@ -41,7 +41,7 @@ def _tier_is(resolution: Resolution) -> str:
 
 
 def rollups_sql(resolution: Resolution) -> str:
-    """One device's rollup rows of a tier in ``[$2, $3)``, ``$1`` the device."""
+    """One device's rollup rows of a tier in ``[$2, $3)``, ``$1`` the device (append a LIMIT at will)."""
     return (
         "SELECT device_id, bucket, samples, power_count, power_sum, power_min, power_max, "
         f"energy_wh FROM rollups WHERE {_tier_is(resolution)} AND device_id = $1 AND bucket >= $2 "
@@ -93,9 +93,11 @@ class PostgresSeriesMixin:
             lo, width = hi, width * 2
         return found
 
-    async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
+    async def rollups(
+        self, device_id: str, start: datetime, end: datetime, resolution: Resolution, *, limit: int | None = None
+    ) -> list[RollupRow]:
         pool = await self._get_pool()
-        rows = await pool.fetch(rollups_sql(resolution), device_id, start, end)
+        rows = await pool.fetch(rollups_sql(resolution) + " LIMIT $4", device_id, start, end, limit)
         return [RollupRow(*row) for row in rows]
 
     async def energy(

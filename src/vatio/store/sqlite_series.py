@@ -61,7 +61,9 @@ class SqliteSeriesMixin:
 
         return await self._run(_query)
 
-    async def rollups(self, device_id: str, start: datetime, end: datetime, resolution: Resolution) -> list[RollupRow]:
+    async def rollups(
+        self, device_id: str, start: datetime, end: datetime, resolution: Resolution, *, limit: int | None = None
+    ) -> list[RollupRow]:
         tier = resolution_seconds(resolution)
         lo, hi = to_ms(start) // 1000, -(-to_ms(end) // 1000)
 
@@ -69,8 +71,8 @@ class SqliteSeriesMixin:
             cursor = self._db().execute(
                 "SELECT bucket, samples, power_count, power_sum, power_min, power_max, energy_wh "
                 "FROM rollups WHERE tier = ? AND device_id = ? AND bucket >= ? AND bucket < ? "
-                "ORDER BY bucket",
-                (tier, device_id, lo, hi),
+                "ORDER BY bucket LIMIT ?",
+                (tier, device_id, lo, hi, -1 if limit is None else limit),
             )
             return [RollupRow(device_id, from_ms(row[0] * 1000), *row[1:]) for row in cursor]
 

@@ -82,7 +82,7 @@ async def readings(
             items=[ReadingPublic.of(r) for r in rows[:limit]],
         )
     # A year of 1-minute buckets is 525,600 items: capped like raw readings (page on with `start`).
-    buckets = await store.rollups(device_id, start, end, resolution)
+    buckets = await store.rollups(device_id, start, end, resolution, limit=limit + 1)
     return ReadingSeries(
         device_id=device_id,
         resolution=resolution,
