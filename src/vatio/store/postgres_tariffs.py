@@ -34,8 +34,7 @@ def site_rollups_postgres_sql(devices: Sequence[str] | None, tier: int) -> str:
     For a coarse tier ``tier >= 900`` is written out too, so that a generic plan can still
     prove the partial index ``rollups_coarse`` applies.
     """
-    sql = site_rollups_sql(devices, POSTGRES_DEVICES)
-    return sql.replace("r.tier = $2", f"r.tier = $2 AND r.tier >= {COARSE_TIER}") if tier >= COARSE_TIER else sql
+    return site_rollups_sql(devices, POSTGRES_DEVICES, f" AND r.tier >= {COARSE_TIER}" if tier >= COARSE_TIER else "")
 
 
 MIGRATION: list[str] = migration(real="double precision", serial="bigserial PRIMARY KEY", day="date")

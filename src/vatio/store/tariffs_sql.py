@@ -56,7 +56,7 @@ SITE_ROLLUPS = (
     "sum(CASE WHEN r.power_count > 0 THEN r.power_sum / r.power_count END), "
     "sum(r.energy_wh), sum(r.energy_export_wh) "
     "FROM rollups r JOIN devices d ON d.device_id = r.device_id "
-    "WHERE d.site_id = $1 AND r.tier = $2 AND r.bucket >= $3 AND r.bucket < $4{devices} "
+    "WHERE d.site_id = $1 AND r.tier = $2{tier_hint} AND r.bucket >= $3 AND r.bucket < $4{devices} "
     "GROUP BY r.bucket ORDER BY r.bucket"
 )
 #: The device filter of :data:`SITE_ROLLUPS` when only some devices count (a site's main meters):
@@ -65,13 +65,15 @@ SQLITE_DEVICES = " AND r.device_id IN (SELECT value FROM json_each($5))"
 POSTGRES_DEVICES = " AND r.device_id = ANY($5::text[])"
 
 
-def site_rollups_sql(devices: Sequence[str] | None, device_filter: str) -> str:
+def site_rollups_sql(devices: Sequence[str] | None, device_filter: str, tier_hint: str = "") -> str:
     """:data:`SITE_ROLLUPS` over every device of the site (``devices`` ``None``) or only over ``devices``.
+
+    ``tier_hint`` is extra SQL on the bound tier (PostgreSQL's partial index, see postgres_tariffs).
 
     >>> "json_each" in site_rollups_sql(["m"], SQLITE_DEVICES), "{" in site_rollups_sql(None, SQLITE_DEVICES)
     (True, False)
     """
-    return SITE_ROLLUPS.format(devices="" if devices is None else device_filter)
+    return SITE_ROLLUPS.format(devices="" if devices is None else device_filter, tier_hint=tier_hint)
 
 
 def qmarks(sql: str) -> str:
