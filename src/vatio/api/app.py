@@ -55,7 +55,7 @@ def create_app(
         version=__version__,
         description="Residential electricity monitoring and anomaly detection.",
         lifespan=lifespan,
-        docs_url=None,  # served from the swagger-ui-bundle wheel below: no CDN
+        docs_url=None,  # served from the fastapi-offline wheel below: no CDN
         redoc_url=None,
     )
     mount_api_docs(app)

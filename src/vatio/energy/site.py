@@ -171,7 +171,7 @@ class SiteEnergy:
         return await self.store.site_rollups(self.site.site_id, start, end, resolution, devices)
 
     async def energy(self, start: datetime, end: datetime, period: EnergyPeriod, tz: ZoneInfo) -> EnergyReport:
-        """Import, export and cost per local period over ``[start, end)`` (whole UTC hours).
+        """Import, export and cost per local period over ``[start, end)``, rounded out to the pricing step.
 
         Priced from hourly rollups, or from 15-minute ones when a tariff in force over the
         range changes price within an hour (:func:`~vatio.energy.pricing.pricing_step`).

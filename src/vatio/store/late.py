@@ -99,9 +99,10 @@ def refuse_late(
             return False
         return first is None or r.ts < first
 
-    refused = [r for r in batch.readings if unwritable(r)]
-    if not refused:
+    flags = [unwritable(r) for r in batch.readings]
+    if not any(flags):
         return batch, 0
+    refused = [r for r, bad in zip(batch.readings, flags, strict=True) if bad]
     letters = list(batch.dead_letters)
     stamp = f"{cutoff.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
     for device in dict.fromkeys(r.device_id for r in refused):
@@ -116,7 +117,7 @@ def refuse_late(
             )
         reason = " and ".join(parts) + ": their rollups could not be recomputed"
         letters.append(readings_letter(mine, batch.sites.get(device, "unknown"), device, reason, now))
-    kept = [r for r in batch.readings if not unwritable(r)]
+    kept = [r for r, bad in zip(batch.readings, flags, strict=True) if not bad]
     return replace(batch, readings=kept, dead_letters=letters), len(refused)
 
 
