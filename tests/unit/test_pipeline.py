@@ -171,6 +171,40 @@ class _RejectingStore:
         return await self.inner.write(batch)
 
 
+class _StatusRefusingStore:
+    """A store that refuses every status, as if validation had missed something."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.outages = 1  # the first write of the dead letter fails as if the database were down
+
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        if self.outages:
+            self.outages -= 1
+            raise StoreUnavailableError("database restarting")
+        return await self.inner.write(batch)
+
+    async def set_device_status(self, *args: object, **kwargs: object) -> None:
+        raise BatchRejectedError("invalid byte sequence \x00")
+
+
+async def test_a_status_the_store_refuses_is_kept_as_a_dead_letter(store: Store) -> None:
+    pipeline, acked = _pipeline(_StatusRefusingStore(store))  # type: ignore[arg-type]
+    topic = status_topic("s1", "d1")
+    body = orjson.dumps({"v": 1, "online": True, "fw": "9.9"})
+    pipeline.on_message(topic, body, 1, 4)
+    await pipeline.flush()
+    assert [pid for _, pid in acked] == [4]
+    letters = await store.dead_letters()
+    assert [(d.topic, d.payload) for d in letters] == [(topic, body)], "the refused status is kept byte for byte"
+    assert letters[0].reason == "store refused the status: invalid byte sequence \\x00"
+    # Counted once, although its first write failed and was retried.
+    assert pipeline.counters.write_errors == 1
+    assert pipeline.counters.dead_letters == 1
+    assert pipeline.counters.dead_letter_reasons == {"store refused the status": 1}
+    assert pipeline.counters.status_updates == 0
+
+
 async def test_rejected_batches_do_not_leave_the_consumer_paused(store: Store) -> None:
     pipeline, acked = _pipeline(_RejectingStore(store), max_buffered_readings=20)  # type: ignore[arg-type]
     events: list[str] = []

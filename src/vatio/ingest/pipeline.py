@@ -67,6 +67,9 @@ class _Status:
     online: bool
     firmware: str | None
     at: datetime
+    #: The message as received, kept as a dead letter should the store refuse it.
+    topic: str
+    payload: bytes
 
 
 class _OpenBatch:
@@ -140,7 +143,7 @@ class IngestPipeline:
         try:
             parsed = parse_topic(topic)
             if parsed.kind == "status":
-                current.statuses.append(self._status(parsed, payload))
+                current.statuses.append(self._status(parsed, topic, payload))
                 return
             if parsed.kind != "telemetry":
                 raise ContractError(f"ingest does not consume {parsed.kind!r} topics", field="topic")
@@ -169,7 +172,7 @@ class IngestPipeline:
             counters.paused += 1
             self.pause()
 
-    def _status(self, parsed: ParsedTopic, payload: bytes) -> _Status:
+    def _status(self, parsed: ParsedTopic, topic: str, payload: bytes) -> _Status:
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
@@ -183,19 +186,19 @@ class IngestPipeline:
         if firmware is not None and (not isinstance(firmware, str) or "\x00" in firmware):
             raise ContractError("must be a string without NUL characters", field="fw")
         assert parsed.device is not None
-        return _Status(parsed.device, parsed.site, body["online"], firmware, self._now)
+        return _Status(parsed.device, parsed.site, body["online"], firmware, self._now, topic, payload)
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
-        # Reasons quote the input (an unknown key's name); PostgreSQL text cannot hold NUL.
-        reason = reason.replace("\x00", "\\x00")
-        self._open.batch.dead_letters.append(
-            DeadLetter(received_at=self._now, topic=topic, reason=reason, payload=payload)
-        )
-        self.counters.dead_letters += 1
-        key = reason.split(":", 1)[0][:60]
-        self.counters.dead_letter_reasons[key] = self.counters.dead_letter_reasons.get(key, 0) + 1
+        letter = _letter(self._now, topic, payload, reason)
+        self._open.batch.dead_letters.append(letter)
+        self._count_dead_letter(letter)
         if len(self._open.batch.dead_letters) >= 1000:
             self._full.set()
+
+    def _count_dead_letter(self, letter: DeadLetter) -> None:
+        self.counters.dead_letters += 1
+        key = letter.reason.split(":", 1)[0][:60]
+        self.counters.dead_letter_reasons[key] = self.counters.dead_letter_reasons.get(key, 0) + 1
 
     # -- the flusher -------------------------------------------------------------
     async def run(self) -> None:
@@ -285,7 +288,14 @@ class IngestPipeline:
                 status.device_id, status.site_id, online=status.online, firmware=status.firmware, at=status.at
             )
         except BatchRejectedError as exc:
+            # Validation should make this impossible; keep the message rather than drop it.
             log.error("store refused the status of %s: %s", status.device_id, exc)
+            kept = _OpenBatch()
+            letter = _letter(status.at, status.topic, status.payload, f"store refused the status: {exc}")
+            kept.batch.dead_letters.append(letter)
+            # A failed write raises, and the retry comes back here: count only once it is written.
+            await self._write(kept)
+            self._count_dead_letter(letter)
             return
         self.counters.status_updates += 1
 
@@ -302,6 +312,11 @@ class IngestPipeline:
                 log.warning("store write failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _letter(now: datetime, topic: str, payload: bytes, reason: str) -> DeadLetter:
+    # Reasons quote the input (an unknown key's name); PostgreSQL text cannot hold NUL.
+    return DeadLetter(received_at=now, topic=topic, reason=reason.replace("\x00", "\\x00"), payload=payload)
 
 
 def _rejected_batch(batch: WriteBatch, reason: str, now: datetime) -> WriteBatch:
