@@ -53,6 +53,8 @@ def _literal(value: object) -> str:
         return f"'{value.isoformat()}'"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, list):
+        return f"'{{{','.join(map(str, value))}}}'"
     assert isinstance(value, str)
     assert "'" not in value
     return f"'{value}'"
@@ -94,6 +96,10 @@ async def test_year_reads_are_index_only_scans_of_the_coarse_index(fresh_pg_url:
             assert scans == [("Index Only Scan", "rollups_coarse")], (mode, scans)
             # A site's hourly rollups (costs): the tier is bound there, and `tier >= 900` written out.
             scans = await _scans(conn, site_rollups_postgres_sql(None, 3600), "s", 3600, START, END)
+            assert ("Index Only Scan", "rollups_coarse") in scans, (mode, scans)
+            # ... and its quarters of the hours a tariff boundary splits (Economy 7).
+            split = site_rollups_postgres_sql(None, 900, [0, 7])
+            scans = await _scans(conn, split, "s", 900, START, END, [0, 7])
             assert ("Index Only Scan", "rollups_coarse") in scans, (mode, scans)
         # And the answer is the stored one: 365 daily rows of d7, 8,760 hours summed by day.
         assert len(await conn.fetch(rollups_sql(Resolution.DAY_1), *year)) == 365

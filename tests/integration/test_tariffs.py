@@ -217,6 +217,30 @@ async def test_site_rollups_of_some_devices_leave_the_others_out(store: Store) -
     assert await store.site_rollups("home", start, end, Resolution.HOUR_1, []) == []
 
 
+async def test_site_rollups_of_some_hours_of_the_utc_day(store: Store) -> None:
+    start = datetime(2026, 1, 9, 22, tzinfo=UTC)
+    await write_all(store, metered("meter-1", start, 4 * 60), "home")
+    await write_all(store, metered("plug-1", start, 4 * 60, wh_per_minute=5.0), "home")
+    await refresh_all(store)
+    end = start + timedelta(hours=4)
+    # 22:00-02:00 UTC: the hours 23 and 01 (either side of midnight) only, with and without a device filter.
+    quarters = await store.site_rollups("home", start, end, Resolution.MIN_15, utc_hours=frozenset({23, 1}))
+    assert [q.bucket.astimezone(UTC).strftime("%H:%M") for q in quarters] == [
+        "23:00",
+        "23:15",
+        "23:30",
+        "23:45",
+        "01:00",
+        "01:15",
+        "01:30",
+        "01:45",
+    ]
+    assert all(q.import_wh == pytest.approx(15 * (WH_PER_MINUTE + 5.0)) for q in quarters)
+    mains = await store.site_rollups("home", start, end, Resolution.MIN_15, ["meter-1"], utc_hours=frozenset({0}))
+    assert [(q.bucket.astimezone(UTC).hour, q.devices) for q in mains] == [(0, 1)] * 4
+    assert await store.site_rollups("home", start, end, Resolution.MIN_15, utc_hours=frozenset()) == []
+
+
 # -- tariffs whose rates change on the half hour ---------------------------------------------
 
 LONDON = ZoneInfo("Europe/London")

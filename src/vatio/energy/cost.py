@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from vatio.energy.pricing import PricedHour, floor_hour, local_midnight
+import numpy as np
+
+from vatio.energy.pricing import EPOCH_ORDINAL, PricedBuckets, PricedHour, local_days, local_midnight
 from vatio.model import EnergyPeriod
 
 
@@ -40,21 +42,13 @@ class EnergyReport:
     currency: str
 
 
-def period_start(local: datetime, period: EnergyPeriod) -> tuple[date, int]:
-    """The local date a period starts on, and its hour (for hourly periods)."""
-    if period is EnergyPeriod.HOUR:
-        return local.date(), local.hour
-    day = local.date()
-    return (day.replace(day=1) if period is EnergyPeriod.MONTH else day), 0
-
-
 def next_period(day: date, period: EnergyPeriod) -> date:
     if period is EnergyPeriod.MONTH:
         return date(day.year + day.month // 12, day.month % 12 + 1, 1)
     return day + timedelta(days=1)
 
 
-def group_hours(hours: Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo) -> list[CostBucket]:
+def group_hours(hours: PricedBuckets | Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo) -> list[CostBucket]:
     """Sum priced buckets (hours or quarter-hours) into local periods of ``tz``, oldest first.
 
     >>> from datetime import UTC
@@ -65,35 +59,52 @@ def group_hours(hours: Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo)
     ...   ZoneInfo("Europe/Paris"))]
     [('2026-01-01T00:00:00+01:00', 1.0, 0.25), ('2026-01-02T00:00:00+01:00', 2.0, 0.5)]
     """
-    groups: dict[datetime, list[PricedHour]] = {}
-    for hour in hours:
-        local = hour.start.astimezone(tz)
-        if period is EnergyPeriod.HOUR:
-            # Keyed by UTC: the two local 02:00 hours of an autumn night are different hours.
-            key = floor_hour(hour.start)
-        else:
-            day, _ = period_start(local, period)
-            key = local_midnight(day, tz)
-        groups.setdefault(key, []).append(hour)
-    return [_bucket(key, members, period, tz) for key, members in sorted(groups.items())]
-
-
-def _bucket(key: datetime, members: Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo) -> CostBucket:
+    priced = hours if isinstance(hours, PricedBuckets) else PricedBuckets.of(hours)
+    if len(priced) == 0:
+        return []
     if period is EnergyPeriod.HOUR:
-        end = key + timedelta(hours=1)
+        # Keyed by UTC: the two local 02:00 hours of an autumn night are different hours.
+        keys = priced.start_s // 3600
     else:
-        end = local_midnight(next_period(key.astimezone(tz).date(), period), tz)
-    costs = [h.cost for h in members if h.cost is not None]
-    return CostBucket(
-        start=key.astimezone(tz),
-        end=end.astimezone(tz),
-        import_kwh=sum(h.import_wh for h in members) / 1000.0,
-        export_kwh=sum(h.export_wh for h in members) / 1000.0,
-        cost=sum(costs) if costs else None,
-    )
+        keys = local_days(tz, priced.start_s)
+        if period is EnergyPeriod.MONTH:
+            months = keys.astype("datetime64[D]").astype("datetime64[M]")
+            keys = months.astype("datetime64[D]").astype(np.int64)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    # bincount adds in bucket order, as a running sum would.
+    imports = np.bincount(inverse, weights=priced.import_wh, minlength=len(unique))
+    exports = np.bincount(inverse, weights=priced.export_wh, minlength=len(unique))
+    cost = priced.cost
+    priced_rows = ~np.isnan(cost)
+    costs = np.bincount(inverse[priced_rows], weights=cost[priced_rows], minlength=len(unique))
+    counted = np.bincount(inverse[priced_rows], minlength=len(unique)) > 0
+    buckets = []
+    for k, key in enumerate(unique.tolist()):
+        start, end = _period(key, period, tz)
+        buckets.append(
+            CostBucket(
+                start=start.astimezone(tz),
+                end=end.astimezone(tz),
+                import_kwh=float(imports[k]) / 1000.0,
+                export_kwh=float(exports[k]) / 1000.0,
+                cost=float(costs[k]) if counted[k] else None,
+            )
+        )
+    return buckets
 
 
-def report(hours: Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo, currency: str) -> EnergyReport:
+def _period(key: int, period: EnergyPeriod, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC bounds of a period keyed by its UTC hour (hours) or its first local day (days since 1970)."""
+    if period is EnergyPeriod.HOUR:
+        start = datetime.fromtimestamp(key * 3600, UTC)
+        return start, start + timedelta(hours=1)
+    day = date.fromordinal(key + EPOCH_ORDINAL)
+    return local_midnight(day, tz), local_midnight(next_period(day, period), tz)
+
+
+def report(
+    hours: PricedBuckets | Sequence[PricedHour], period: EnergyPeriod, tz: ZoneInfo, currency: str
+) -> EnergyReport:
     """Buckets and totals of priced hours."""
     items = group_hours(hours, period, tz)
     costs = [b.cost for b in items if b.cost is not None]

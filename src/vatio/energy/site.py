@@ -10,6 +10,7 @@ meter's reading and must not be added again.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,14 +20,12 @@ from vatio.energy.compare import ComparePeriod, Window, change_pct, windows
 from vatio.energy.cost import EnergyReport, report
 from vatio.energy.peak import PeakDemand, peak_demand
 from vatio.energy.pricing import (
-    ceil_hour,
     ceil_to,
     check_quarter_hours,
-    floor_hour,
     floor_to,
     mean_week_price,
     price_hours,
-    pricing_step,
+    pricing_plan,
     rollup_resolution,
 )
 from vatio.errors import ConfigError, NotFoundError
@@ -165,25 +164,40 @@ class SiteEnergy:
         """The devices site-level figures sum: the main meters when set, else every device of the site."""
         return list(self.site.main_meters) or [d.device_id for d in self.overview.devices]
 
-    async def _rollups(self, start: datetime, end: datetime, resolution: Resolution) -> list[SiteBucket]:
+    async def _rollups(
+        self, start: datetime, end: datetime, resolution: Resolution, *, utc_hours: frozenset[int] | None = None
+    ) -> list[SiteBucket]:
         # Only the main meters when set: sub-meters behind them are already in their readings.
         devices = list(self.site.main_meters) or None
-        return await self.store.site_rollups(self.site.site_id, start, end, resolution, devices)
+        return await self.store.site_rollups(self.site.site_id, start, end, resolution, devices, utc_hours=utc_hours)
 
     async def energy(self, start: datetime, end: datetime, period: EnergyPeriod, tz: ZoneInfo) -> EnergyReport:
         """Import, export and cost per local period over ``[start, end)``, rounded out to the pricing step.
 
-        Priced from hourly rollups, or from 15-minute ones when a tariff in force over the
-        range changes price within an hour (:func:`~vatio.energy.pricing.pricing_step`).
+        Priced from hourly rollups, and from 15-minute ones in the hours where a tariff in force
+        over the range changes price within the hour (:func:`~vatio.energy.pricing.pricing_plan`).
         """
         # The buckets holding start and end are priced whole, so their energy counts whole too.
         # Rounded to the pricing step, not the hour: a local day of a half-hour zone
         # (Asia/Kolkata: 18:30Z-18:30Z) then holds no half hour of its neighbours.
-        step = pricing_step(self.history, tz, floor_hour(start), ceil_hour(end))
-        lo, hi = floor_to(start, step), ceil_to(end, step)
-        buckets = await self._rollups(lo, hi, rollup_resolution(step))
-        priced = price_hours(buckets, self.history, tz, lo, hi, step=step)
-        return report(priced, period, tz, self.site.currency)
+        plan = pricing_plan(self.history, tz, start, end)
+        lo, hi = floor_to(start, plan.step), ceil_to(end, plan.step)
+        if plan.split:
+            # Only the split hours' quarters (Economy 7: 2 to 4 hours of every 24), read beside the hours.
+            # Two connections, two snapshots: a refresh between them can only touch the newest buckets.
+            buckets, quarters = await asyncio.gather(
+                self._rollups(lo, hi, rollup_resolution(plan.step)),
+                self._rollups(lo, hi, Resolution.MIN_15, utc_hours=plan.split),
+            )
+        else:
+            buckets, quarters = await self._rollups(lo, hi, rollup_resolution(plan.step)), []
+
+        def price() -> EnergyReport:
+            hours = price_hours(buckets, self.history, tz, lo, hi, step=plan.step, quarters=quarters, split=plan.split)
+            return report(hours, period, tz, self.site.currency)
+
+        # A year is tens of thousands of buckets: price them off the event loop, which serves everyone else.
+        return await asyncio.to_thread(price)
 
     async def figures(self, window: Window, tz: ZoneInfo) -> PeriodFigures:
         totals = await self.energy(window.start, window.end, EnergyPeriod.DAY, tz)

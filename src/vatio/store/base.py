@@ -8,7 +8,7 @@ Backends: :mod:`vatio.store.sqlite` (embedded default) and
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -289,8 +289,13 @@ class Store(Protocol):
         end: datetime,
         resolution: Resolution,
         devices: Sequence[str] | None = None,
+        *,
+        utc_hours: Collection[int] | None = None,
     ) -> list[SiteBucket]:
-        """Rollup buckets in ``[start, end)`` summed over the devices of ``site_id`` (only ``devices`` if given)."""
+        """Rollup buckets in ``[start, end)`` summed over the devices of ``site_id`` (only ``devices`` if given).
+
+        With ``utc_hours``, only the buckets that start in those hours of the UTC day (0-23).
+        """
 
 
 async def write_all(store: Store, readings: Sequence[Reading], site_id: str) -> WriteResult:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 
@@ -14,6 +15,7 @@ from vatio.store.rollup import resolution_seconds
 from vatio.store.tariffs_sql import (
     DELETE_TARIFF,
     POSTGRES_DEVICES,
+    POSTGRES_HOURS,
     SELECT_SITES,
     SELECT_TARIFFS,
     UPSERT_SITE,
@@ -28,13 +30,14 @@ from vatio.store.tariffs_sql import (
 )
 
 
-def site_rollups_postgres_sql(devices: Sequence[str] | None, tier: int) -> str:
+def site_rollups_postgres_sql(devices: Sequence[str] | None, tier: int, hours: Collection[int] | None = None) -> str:
     """:func:`~vatio.store.tariffs_sql.site_rollups_sql` for PostgreSQL, ``tier`` bound as ``$2``.
 
     For a coarse tier ``tier >= 900`` is written out too, so that a generic plan can still
     prove the partial index ``rollups_coarse`` applies.
     """
-    return site_rollups_sql(devices, POSTGRES_DEVICES, f" AND r.tier >= {COARSE_TIER}" if tier >= COARSE_TIER else "")
+    hint = f" AND r.tier >= {COARSE_TIER}" if tier >= COARSE_TIER else ""
+    return site_rollups_sql(devices, POSTGRES_DEVICES, hint, hours=hours, hour_filter=POSTGRES_HOURS)
 
 
 MIGRATION: list[str] = migration(real="double precision", serial="bigserial PRIMARY KEY", day="date")
@@ -86,9 +89,14 @@ class PostgresTariffsMixin:
         end: datetime,
         resolution: Resolution,
         devices: Sequence[str] | None = None,
+        *,
+        utc_hours: Collection[int] | None = None,
     ) -> list[SiteBucket]:
         pool = await self._get_pool()
-        extra = () if devices is None else (list(devices),)
+        extra: tuple[Any, ...] = () if devices is None else (list(devices),)
+        if utc_hours is not None:
+            extra += (sorted(utc_hours),)
         tier = resolution_seconds(resolution)
-        rows = await pool.fetch(site_rollups_postgres_sql(devices, tier), site_id, tier, start, end, *extra)
+        sql = site_rollups_postgres_sql(devices, tier, utc_hours)
+        rows = await pool.fetch(sql, site_id, tier, start, end, *extra)
         return [site_bucket_from_row(row, row[0]) for row in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from vatio.store.tariffs_sql import (
     SELECT_SITES,
     SELECT_TARIFFS,
     SQLITE_DEVICES,
+    SQLITE_HOURS,
     UPSERT_SITE,
     UPSERT_TARIFF,
     migration,
@@ -82,11 +83,15 @@ class SqliteTariffsMixin:
         end: datetime,
         resolution: Resolution,
         devices: Sequence[str] | None = None,
+        *,
+        utc_hours: Collection[int] | None = None,
     ) -> list[SiteBucket]:
         tier = resolution_seconds(resolution)
         lo, hi = to_ms(start) // 1000, -(-to_ms(end) // 1000)
-        sql = qmarks(site_rollups_sql(devices, SQLITE_DEVICES))
+        sql = qmarks(site_rollups_sql(devices, SQLITE_DEVICES, hours=utc_hours, hour_filter=SQLITE_HOURS))
         params: tuple[Any, ...] = (site_id, tier, lo, hi) + (() if devices is None else (json.dumps(list(devices)),))
+        if utc_hours is not None:
+            params += (json.dumps(sorted(utc_hours)),)
 
         def _query() -> list[Any]:
             return self._db().execute(sql, params).fetchall()

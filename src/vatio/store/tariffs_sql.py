@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -56,24 +56,43 @@ SITE_ROLLUPS = (
     "sum(CASE WHEN r.power_count > 0 THEN r.power_sum / r.power_count END), "
     "sum(r.energy_wh), sum(r.energy_export_wh) "
     "FROM rollups r JOIN devices d ON d.device_id = r.device_id "
-    "WHERE d.site_id = $1 AND r.tier = $2{tier_hint} AND r.bucket >= $3 AND r.bucket < $4{devices} "
+    "WHERE d.site_id = $1 AND r.tier = $2{tier_hint} AND r.bucket >= $3 AND r.bucket < $4{devices}{hours} "
     "GROUP BY r.bucket ORDER BY r.bucket"
 )
 #: The device filter of :data:`SITE_ROLLUPS` when only some devices count (a site's main meters):
 #: ``$5`` is a JSON array of ids in SQLite, a text array in PostgreSQL.
 SQLITE_DEVICES = " AND r.device_id IN (SELECT value FROM json_each($5))"
 POSTGRES_DEVICES = " AND r.device_id = ANY($5::text[])"
+#: The UTC hour-of-day filter of :data:`SITE_ROLLUPS` (``{n}``: its parameter, the last one):
+#: a JSON array of hours in SQLite (buckets in epoch seconds), an int array in PostgreSQL.
+SQLITE_HOURS = " AND (r.bucket / 3600) % 24 IN (SELECT value FROM json_each(${n}))"
+POSTGRES_HOURS = " AND extract(hour FROM r.bucket AT TIME ZONE 'UTC')::int = ANY(${n}::int[])"
 
 
-def site_rollups_sql(devices: Sequence[str] | None, device_filter: str, tier_hint: str = "") -> str:
+def site_rollups_sql(
+    devices: Sequence[str] | None,
+    device_filter: str,
+    tier_hint: str = "",
+    *,
+    hours: Collection[int] | None = None,
+    hour_filter: str = "",
+) -> str:
     """:data:`SITE_ROLLUPS` over every device of the site (``devices`` ``None``) or only over ``devices``.
 
     ``tier_hint`` is extra SQL on the bound tier (PostgreSQL's partial index, see postgres_tariffs).
+    With ``hours``, only buckets starting in those UTC hours of the day, by ``hour_filter``.
 
     >>> "json_each" in site_rollups_sql(["m"], SQLITE_DEVICES), "{" in site_rollups_sql(None, SQLITE_DEVICES)
     (True, False)
+    >>> site_rollups_sql(None, POSTGRES_DEVICES, hours=[23], hour_filter=POSTGRES_HOURS).count("$5::int[]")
+    1
     """
-    return SITE_ROLLUPS.format(devices="" if devices is None else device_filter, tier_hint=tier_hint)
+    last = 5 if devices is None else 6
+    return SITE_ROLLUPS.format(
+        devices="" if devices is None else device_filter,
+        tier_hint=tier_hint,
+        hours="" if hours is None else hour_filter.replace("{n}", str(last)),
+    )
 
 
 def qmarks(sql: str) -> str:
