@@ -9,7 +9,10 @@ both are timed. The API then runs as its own process (``vatio api``, uvicorn)
 and an HTTP client times, for random devices and one request at a time after a
 warm-up: the one-year daily energy in Europe/Paris, the device page's history
 query for a year and for a week (``/history?points=2000``), and a month of
-hourly energy. Prints JSON with p50/p95/p99 per query.
+hourly energy. Then a year of a site's daily costs (its two meters summed and
+priced), first under a whole-hour time-of-use tariff, then under Economy 7
+(cheap 00:30-07:30, whose boundary hours are priced from 15-minute rollups);
+the tariffs are set through the API. Prints JSON with p50/p95/p99 per query.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -270,6 +275,14 @@ def _iso(ts: datetime) -> str:
 QueryFactory = Callable[[random.Random], tuple[str, dict[str, str]]]
 
 
+def local_midnights(days: int) -> list[str]:
+    """The local midnights in :data:`TZ` that start and end ``days`` local days from the data's first."""
+    tz = ZoneInfo(TZ)
+    return [
+        datetime.combine(YEAR_START.date() + timedelta(days=k), dt_time(), tzinfo=tz).isoformat() for k in (0, days)
+    ]
+
+
 def query_set(devices: list[str], days: int) -> dict[str, QueryFactory]:
     """Per query kind, a function drawing (path, params) for a random device and period."""
     end = YEAR_START + timedelta(days=days)
@@ -285,8 +298,7 @@ def query_set(devices: list[str], days: int) -> dict[str, QueryFactory]:
         return draw
 
     def year_energy(rng: random.Random) -> tuple[str, dict[str, str]]:
-        # Local midnights in Paris (UTC+1 in winter): the year of local days.
-        local = [(YEAR_START.replace(tzinfo=None) + timedelta(days=k)).isoformat() + "+01:00" for k in (0, days)]
+        local = local_midnights(days)
         params = {"bucket": "day", "start": local[0], "end": local[1], "tz": TZ}
         return f"/api/v1/devices/{rng.choice(devices)}/energy", params
 
@@ -367,16 +379,49 @@ class ApiServer:
             self.proc.wait()
 
 
+#: The site cost queries, each with the local hours of its cheap rate: whole hours, then Economy 7.
+TARIFFS = {"site_cost_year_whole_hour": ("23:00", "07:00"), "site_cost_year_economy_7": ("00:30", "07:30")}
+
+
+def set_tariff(client: httpx.Client, sites: list[str], cheap: tuple[str, str]) -> None:
+    """Give every site (Paris time) a two-rate tariff, cheap over ``cheap``, from before the data."""
+    rates = [
+        {"days": list(range(7)), "start": cheap[0], "end": cheap[1], "price_per_kwh": 0.15},
+        {"days": list(range(7)), "start": cheap[1], "end": cheap[0], "price_per_kwh": 0.30},
+    ]
+    body = {"name": "-".join(cheap), "currency": "EUR", "effective_from": "2024-01-01", "standing_charge_per_day": 0.5}
+    for site in sites:
+        client.put(f"/api/v1/sites/{site}", json={"tz": TZ, "currency": "EUR"}).raise_for_status()
+        # The same effective date replaces the previous phase's tariff.
+        client.post(f"/api/v1/sites/{site}/tariffs", json={**body, "rates": rates}).raise_for_status()
+
+
+def site_cost_year(sites: list[str], days: int) -> QueryFactory:
+    def draw(rng: random.Random) -> tuple[str, dict[str, str]]:
+        local = local_midnights(days)
+        params = {"bucket": "day", "start": local[0], "end": local[1], "tz": TZ}
+        return f"/api/v1/sites/{rng.choice(sites)}/energy", params
+
+    return draw
+
+
 def run_queries(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    devices = Fleet(args.devices, 1, args.seed).ids
+    fleet = Fleet(args.devices, 1, args.seed)
+    sites = sorted(set(fleet.sites.values()))
     with ApiServer(url) as base, httpx.Client(base_url=base, timeout=60.0) as client:
         paths = client.get("/openapi.json").json()["paths"]
         if "/api/v1/devices/{device_id}/history" not in paths:
             raise SystemExit("the API has no /history endpoint (src/vatio/api/routers/history.py)")
-        return {
+        draws = list(query_set(fleet.ids, args.days).items())
+        results = {
             name: measure(client, draw, requests=args.requests, warmup=args.warmup, seed=args.seed + k)
-            for k, (name, draw) in enumerate(query_set(devices, args.days).items())
+            for k, (name, draw) in enumerate(draws)
         }
+        for k, (name, cheap) in enumerate(TARIFFS.items(), start=len(draws)):
+            set_tariff(client, sites, cheap)
+            draw = site_cost_year(sites, args.days)
+            results[name] = measure(client, draw, requests=args.requests, warmup=args.warmup, seed=args.seed + k)
+        return results
 
 
 # -- main -----------------------------------------------------------------------------

@@ -29,7 +29,14 @@ from vatio.store.rollup import energy_buckets
 pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "api_queries.py"
-QUERIES = ("energy_year_daily", "history_year", "history_week", "energy_month_hourly")
+QUERIES = (
+    "energy_year_daily",
+    "history_year",
+    "history_week",
+    "energy_month_hourly",
+    "site_cost_year_whole_hour",
+    "site_cost_year_economy_7",
+)
 
 
 def load_bench() -> ModuleType:
@@ -62,6 +69,9 @@ def test_the_benchmark_loads_rolls_up_and_times_every_query(fresh_pg_url: str, t
         assert query["requests"] == 6
         assert 0 < query["p50_ms"] <= query["p95_ms"] <= query["p99_ms"] <= query["max_ms"]
     assert result["queries"]["energy_year_daily"]["items_median"] == 3  # the 3 local days that have data
+    # A site's costs: every local day of the range is priced (the standing charge is due without data).
+    for name in ("site_cost_year_whole_hour", "site_cost_year_economy_7"):
+        assert result["queries"][name]["items_median"] == 3, name
     assert result["queries"]["energy_month_hourly"]["items_median"] >= 3 * 24 - 1
 
     # A second run against the same database reuses the data instead of loading it again.
