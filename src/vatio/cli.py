@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: Commands with their own parser in their own module: (words) -> module with main(argv).
 DELEGATED: dict[tuple[str, ...], tuple[str, str]] = {
     ("score",): ("vatio.score", "score a CSV file causally (the vatio score contract)"),
+    # Before ("eval",): the first match wins.
+    ("eval", "bound"): ("vatio.eval.delay_bound", "an optimistic bound on how early a step up can be seen"),
     ("eval",): ("vatio.eval.report", "evaluate detectors on simulated and real homes"),
     ("sim", "replay"): ("vatio.sim.replay", "replay a real data set through the pipeline"),
     ("sim", "calibrate"): ("vatio.sim.calibrate", "compare simulated homes with real ones"),

@@ -298,7 +298,11 @@ def write_report(result: EvalResult, out_dir: Path, command: str) -> dict[str, A
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vatio eval", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="vatio eval",
+        description=__doc__.splitlines()[0],
+        epilog="also: vatio eval bound, how early any simple detector could see a step up (see its --help)",
+    )
     parser.add_argument("--config", choices=sorted(PRESETS), default="small")
     parser.add_argument("--out", type=Path, default=Path("docs/eval"), help="report directory")
     parser.add_argument("--json", action="store_true", help="also print the JSON result on stdout")
