@@ -153,10 +153,10 @@ async def _display(console: Console, pipeline: IngestPipeline, sim: SimCounters)
     def table() -> Table:
         c = pipeline.counters
         grid = Table(title="Vatio live", show_header=True, header_style="bold")
-        for column in ("devices", "published", "received", "stored", "readings/s", "dead letters", "up"):
+        for column in ("meters connected", "published", "received", "stored", "readings/s", "dead letters", "up"):
             grid.add_column(column, justify="right")
         grid.add_row(
-            str(len(sim.devices)),
+            f"{len(sim.connected)}/{len(sim.devices)}",
             str(sim.readings),
             str(c.readings_received),
             str(c.readings_inserted),
@@ -171,7 +171,8 @@ async def _display(console: Console, pipeline: IngestPipeline, sim: SimCounters)
             await asyncio.sleep(5)
             now, count = time.monotonic(), pipeline.counters.readings_inserted
             rate, last_count, last_time = (count - last_count) / (now - last_time), count, now
-            console.print(f"devices={len(sim.devices)} stored={count} readings/s={rate:.1f}")
+            meters = f"{len(sim.connected)}/{len(sim.devices)}"
+            console.print(f"meters connected={meters} stored={count} readings/s={rate:.1f}")
     with Live(table(), console=console, refresh_per_second=2) as live:
         while True:
             await asyncio.sleep(1)

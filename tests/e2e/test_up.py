@@ -34,6 +34,30 @@ def _wait_healthy(client: httpx.Client, proc: subprocess.Popen[str], timeout_s: 
     raise AssertionError("API never became healthy")
 
 
+def _wait_for_fleet(client: httpx.Client, proc: subprocess.Popen[str], timeout_s: float = RUN_FOR_S - 5) -> None:
+    """Until every simulated meter is listed and home-1-main has ten readings.
+
+    The API answers before ingest has connected and the simulator has started,
+    so a fixed sleep after /health races with a slow start on a loaded machine.
+    The wait ends before the run does: it starts at /health, the run's clock
+    only once the simulator starts.
+    """
+    deadline = time.monotonic() + timeout_s
+    listed: set[str] = set()
+    readings = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("vatio up exited early")
+        listed = {d["id"] for d in client.get("/api/v1/devices").json()["items"]}
+        if listed >= EXPECTED_DEVICES:
+            raw = client.get("/api/v1/devices/home-1-main/readings").json()
+            readings = len(raw["items"])
+            if readings >= 10:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"after {timeout_s:g}s: missing {sorted(EXPECTED_DEVICES - listed)}, {readings} readings")
+
+
 def _check_system(client: httpx.Client) -> None:
     devices = client.get("/api/v1/devices").json()["items"]
     by_id = {d["id"]: d for d in devices}
@@ -73,14 +97,20 @@ def _run_up(extra: list[str], tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             _wait_healthy(client, proc)
-            time.sleep(15)
+            _wait_for_fleet(client, proc)
             _check_system(client)
         out, _ = proc.communicate(timeout=RUN_FOR_S + 30)
+    except AssertionError as exc:
+        proc.kill()
+        # What vatio up printed is the only trace of why a run went wrong.
+        raise AssertionError(f"{exc}\n--- vatio up printed ---\n{proc.communicate()[0]}") from exc
     finally:
         proc.kill()
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}" in out
     assert "stopped:" in out
+    # Every meter reports its connection once the broker accepts it (the live display).
+    assert f"meters connected={len(EXPECTED_DEVICES)}/{len(EXPECTED_DEVICES)}" in out
 
 
 def test_up_on_embedded_defaults(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Literal
 import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from vatio.contracts import encode_telemetry, status_topic, telemetry_topic
 from vatio.model import Reading
@@ -48,6 +49,8 @@ class SimCounters:
     messages: int = 0
     readings: int = 0
     devices: list[str] = field(default_factory=list)
+    #: Meters whose connection the broker has accepted (updated from paho's threads).
+    connected: set[str] = field(default_factory=set)
 
 
 def _status(online: bool) -> bytes:
@@ -58,9 +61,10 @@ def _status(online: bool) -> bytes:
 class _MeterLink:
     """One meter and its MQTT connection (paho runs its network loop in a thread)."""
 
-    def __init__(self, meter: SimulatedMeter, broker: BrokerUrl, options: SimOptions) -> None:
+    def __init__(self, meter: SimulatedMeter, broker: BrokerUrl, options: SimOptions, counters: SimCounters) -> None:
         self.meter = meter
         self.options = options
+        self.counters = counters
         self.status = status_topic(meter.site_id, meter.device_id)
         self.topic = telemetry_topic(meter.site_id, meter.device_id, options.encoding)
         version = paho.MQTTv5 if options.protocol == 5 else paho.MQTTv311
@@ -73,25 +77,32 @@ class _MeterLink:
             self.client.tls_set_context(broker.ssl_context())
         self.client.will_set(self.status, _status(False), qos=1, retain=True)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.broker = broker
         self.pending: list[Reading] = []
 
-    def _on_connect(self, client: paho.Client, *_: object) -> None:
+    def _on_connect(self, client: paho.Client, _data: object, _flags: object, reason: ReasonCode, *_: object) -> None:
+        if reason.is_failure:
+            return  # refused (e.g. bad credentials): paho tries again
+        self.counters.connected.add(self.meter.device_id)
         client.publish(self.status, _status(True), qos=1, retain=True)
+
+    def _on_disconnect(self, *_: object) -> None:
+        self.counters.connected.discard(self.meter.device_id)
 
     def start(self) -> None:
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
 
-    def emit(self, ts: datetime, counters: SimCounters) -> None:
+    def emit(self, ts: datetime) -> None:
         self.pending.append(self.meter.read(ts))
         if len(self.pending) >= self.options.batch:
             payload = encode_telemetry(self.meter.device_id, self.pending, self.options.encoding)
             # paho queues while disconnected and replays on reconnect.
             self.client.publish(self.topic, payload, qos=self.options.qos)
-            counters.messages += 1
-            counters.readings += len(self.pending)
+            self.counters.messages += 1
+            self.counters.readings += len(self.pending)
             self.pending = []
 
     def stop(self) -> None:
@@ -117,7 +128,7 @@ def build_meters(options: SimOptions) -> list[SimulatedMeter]:
 async def run_sim(broker: BrokerUrl, options: SimOptions, counters: SimCounters | None = None) -> None:
     """Publish in real time until cancelled: every meter reads every ``interval_s``."""
     counters = counters if counters is not None else SimCounters()
-    links = [_MeterLink(m, broker, options) for m in build_meters(options)]
+    links = [_MeterLink(m, broker, options, counters) for m in build_meters(options)]
     counters.devices = [link.meter.device_id for link in links]
     for link in links:
         link.start()
@@ -127,7 +138,7 @@ async def run_sim(broker: BrokerUrl, options: SimOptions, counters: SimCounters 
             wall = datetime.now(UTC)
             now = wall.replace(microsecond=wall.microsecond // 1000 * 1000)
             for link in links:
-                link.emit(now, counters)
+                link.emit(now)
             tick += options.interval_s
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
     finally:
