@@ -11,8 +11,11 @@ NOTHING``. The schema keeps to what TimescaleDB can later convert
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -43,7 +46,13 @@ from vatio.store.rollup import (
     dirty_ranges,
 )
 
+log = logging.getLogger(__name__)
+
 _PARTITION = re.compile(r"^readings_p(\d{8})$")
+#: Advisory lock (session-level) held by whoever runs the migrations.
+MIGRATION_LOCK = 7201
+#: Tries of ``migrate`` when an older migrator deadlocks with a concurrent index build.
+MIGRATE_ATTEMPTS = 5
 #: Advisory lock serialising partition creation and retention.
 PARTITION_LOCK = 7202
 #: Advisory lock of retention (exclusive) against writes (shared); taken before PARTITION_LOCK.
@@ -51,7 +60,26 @@ RETENTION_LOCK = 7203
 #: Partitions created ahead of today by ``migrate`` and ``maintain``.
 DAYS_AHEAD = 7
 
-MIGRATIONS: list[list[str]] = [
+
+@dataclass(frozen=True, slots=True)
+class ConcurrentIndex:
+    """A migration step built with ``CREATE INDEX CONCURRENTLY``, outside any transaction.
+
+    A plain ``CREATE INDEX`` on a table that already holds a utility's rollups
+    blocks every rollup write until it is built; this does not. A build that
+    was interrupted leaves an invalid index behind: it is dropped and rebuilt.
+    """
+
+    name: str
+    #: What follows ``CREATE INDEX CONCURRENTLY <name> ON``.
+    definition: str
+
+    @property
+    def create(self) -> str:
+        return f"CREATE INDEX CONCURRENTLY {self.name} ON {self.definition}"
+
+
+MIGRATIONS: list[list[str] | list[ConcurrentIndex]] = [
     [
         """CREATE TABLE devices (
             device_id text PRIMARY KEY, site_id text NOT NULL,
@@ -86,9 +114,12 @@ MIGRATIONS: list[list[str]] = [
     # year of daily rows read 271 pages from disk). The 1-minute tier stays out:
     # it is 90 % of the rows and is read a day or a week at a time.
     [
-        f"""CREATE INDEX rollups_coarse ON rollups (tier, device_id, bucket)
+        ConcurrentIndex(
+            "rollups_coarse",
+            f"""rollups (tier, device_id, bucket)
             INCLUDE (samples, power_count, power_sum, power_min, power_max, energy_wh, energy_export_wh)
-            WHERE tier >= {COARSE_TIER}"""
+            WHERE tier >= {COARSE_TIER}""",
+        )
     ],
     # 6: the newest raw-retention cutoff applied (null: none yet); writes refuse readings older
     # than it (see vatio.store.late).
@@ -101,6 +132,45 @@ MIGRATIONS: list[list[str]] = [
 
 def _partition_name(day: date) -> str:
     return f"readings_p{day:%Y%m%d}"
+
+
+async def _apply(conn: asyncpg.Connection, version: int, steps: list[str] | list[ConcurrentIndex]) -> None:
+    """Migration ``version``: its statements and its record in one transaction, or its indexes one by one."""
+    statements = [step for step in steps if isinstance(step, str)]
+    indexes = [step for step in steps if isinstance(step, ConcurrentIndex)]
+    assert not (statements and indexes), "a migration is all statements or all concurrent indexes"
+    if statements:
+        async with conn.transaction():
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+        return
+    for index in indexes:
+        valid = await conn.fetchval("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", index.name)
+        if valid is False:  # an earlier build was interrupted
+            await conn.execute(f"DROP INDEX CONCURRENTLY {index.name}")
+        if valid is not True:
+            await conn.execute(index.create)
+    await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+
+
+async def _migrate_locked(conn: asyncpg.Connection) -> None:
+    # Two services starting together must not both run the migrations. The lock is the
+    # session's, not a transaction's: an index built concurrently cannot be in one. It is
+    # polled, not waited for: CREATE INDEX CONCURRENTLY waits for every open transaction,
+    # a blocked pg_advisory_lock() included, which would deadlock the two.
+    while not await conn.fetchval(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK})"):
+        await asyncio.sleep(0.1)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        for version, steps in enumerate(MIGRATIONS, start=1):
+            if version > current:
+                await _apply(conn, version, steps)
+    finally:
+        # A broken connection has lost its session, and the lock with it.
+        if not conn.is_closed():
+            await conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
 
 
 class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsMixin, PostgresTariffsMixin):
@@ -139,17 +209,19 @@ class PostgresStore(PostgresSeriesMixin, PostgresDetectionMixin, PostgresAlertsM
     # -- schema ---------------------------------------------------------------
     async def migrate(self) -> None:
         pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            # Two services starting together must not both run the migrations.
-            await conn.execute("SELECT pg_advisory_xact_lock(7201)")
-            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
-            for version, statements in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                for statement in statements:
-                    await conn.execute(statement)
-                await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+        for attempt in range(MIGRATE_ATTEMPTS):
+            try:
+                async with pool.acquire() as conn:
+                    await _migrate_locked(conn)
+                break
+            except asyncpg.DeadlockDetectedError:
+                # An index build waited for a transaction that waited for our lock: a process of
+                # a version before concurrent builds (it took the lock in a transaction). It goes
+                # first; then the versions are read again, and an invalid index is rebuilt.
+                if attempt == MIGRATE_ATTEMPTS - 1:
+                    raise
+                log.warning("migration deadlocked with another migrator; trying again")
+                await asyncio.sleep(0.5 * (attempt + 1))
         await self.maintain()
 
     async def maintain(self, *, now: datetime | None = None) -> None:
