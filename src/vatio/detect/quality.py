@@ -91,23 +91,41 @@ def stuck(series: DeviceSeries, *, min_hours: float = 4.0) -> FloatArray:
     return np.where(same, run_s / (min_hours * 3600.0), 0.0)
 
 
-def spikes(series: DeviceSeries, *, warmup: int = 48, factor: float = 3.0) -> FloatArray:
-    """A value far above everything seen before: ``factor`` x the running max of past values.
+def spikes(
+    series: DeviceSeries, *, warmup_s: float = 86_400.0, hold_s: float = 300.0, factor: float = 3.0
+) -> FloatArray:
+    """A short value far above everything seen before: ``factor`` x the running max of past values.
 
-    The running max is taken over rows judged normal only, so a spike does not
-    raise the bar for the next one.
+    The running max starts as the max of the first ``warmup_s`` of the series
+    (no row scores before that), and is taken over rows judged normal only, so
+    a spike does not raise the bar for the next one. An excursion still above
+    the bar ``hold_s`` after its first row is a new load, not a spike (a new
+    plug's water heater at its first full run, an EV charger): from then on it
+    raises the bar. Before, the bar stayed wherever a quiet first 48 rows had
+    put it, and a one-minute sub-meter raised a spike at every run.
     """
     power = np.nan_to_num(series.power_w, nan=0.0)
+    ts = series.ts
     n = len(power)
     score = np.zeros(n)
-    if n <= warmup:
+    if n == 0:
         return score
-    # The max of the past excluding spikes needs a loop; it is one comparison a row.
-    ceiling = float(np.max(power[:warmup])) if warmup else 0.0
-    for i in range(warmup, n):
+    warm = int(np.searchsorted(ts, ts[0] + warmup_s))
+    if warm >= n:
+        return score
+    # The max of the past excluding spikes needs a loop; it is a few comparisons a row.
+    ceiling = float(np.max(power[:warm])) if warm else 0.0
+    began = -1  # first row of the current excursion above the bar
+    for i in range(warm, n):
         value = power[i]
         if ceiling > 0 and value > factor * ceiling:
-            score[i] = value / (factor * ceiling)
-        elif value > ceiling:
+            if began < 0:
+                began = i
+            if ts[i] - ts[began] < hold_s:
+                score[i] = value / (factor * ceiling)
+                continue
+        else:
+            began = -1
+        if value > ceiling:
             ceiling = value
     return score
