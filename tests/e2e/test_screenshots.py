@@ -9,6 +9,9 @@ readings go through the store and its rollups. The default detector suite
 then scores every device's series, its flagged runs become anomaly episodes,
 and the alert engine is replayed over them in time order (so old episodes
 resolve and current ones fire); one alert is acknowledged through the API.
+The suite does not flag the freezer: a cycling appliance's 24 h floor is
+0 W, which ``FLOOR_RECORD`` reads as a hidden floor (as under rooftop solar),
+so its always-on 90 W goes unseen within these 1.5 days (a known blind spot).
 
 The API serves that store (uvicorn in a thread) to Debian's chromium. Every
 page must load with no console error, failed request or HTTP error, and show
@@ -121,7 +124,7 @@ INCIDENTS = (
     # (it ends now): a 1.2 kW one fell under the evening's record after 20:00 UTC and closed, and
     # 2.5 kW did at 22:00 on some dates; 3 kW fired at all 576 ends tried (8 dates, every 20 min).
     Incident("home-1-main", AnomalyKind.LEFT_ON, 3000.0, 0.8, 0.8),
-    Incident("home-1-freezer", AnomalyKind.BASELOAD, 90.0, 1.5, 1.5),  # a failing freezer: never stops
+    Incident("home-1-freezer", AnomalyKind.BASELOAD, 90.0, 1.5, 1.5),  # a failing freezer: never stops (unseen)
     Incident("home-2-main", AnomalyKind.BASELOAD, 220.0, 12.0, 5.0),  # an always-on load that went away
 )
 
@@ -263,7 +266,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
 
 
 def _acknowledge_one(base: str) -> int:
-    """Acknowledge the failing freezer's alert (or home 1's oldest firing one), as a resident would.
+    """Acknowledge the failing freezer's alert if it had one, else home 1's oldest firing one, as a resident would.
 
     Which episodes the detector has closed depends on the hour the data ends;
     when none of home 1's has, the resident also resolves another alert by
@@ -272,7 +275,7 @@ def _acknowledge_one(base: str) -> int:
     items = httpx.get(f"{base}/api/v1/alerts", params={"site": "home-1", "state": "firing"}).json()["items"]
     assert items, "the incidents of home 1 raised no firing alert"
     chosen = next((a for a in items if a["device"] == "home-1-freezer"), items[-1])
-    body = {"by": "ana", "note": "freezer door checked; technician booked"}
+    body = {"by": "ana", "note": "checked; technician booked"}
     acked = httpx.post(f"{base}/api/v1/alerts/{chosen['id']}/acknowledge", json=body).json()
     assert acked["state"] == "acknowledged"
     resolved = httpx.get(f"{base}/api/v1/alerts", params={"site": "home-1", "state": "resolved"}).json()["items"]
