@@ -65,8 +65,11 @@ def _check_system(client: httpx.Client) -> None:
     assert all(by_id[d]["online"] for d in EXPECTED_DEVICES)
     assert by_id["home-2-plug-1"]["site"] == "home-2"
 
-    end = datetime.now(UTC) + timedelta(minutes=1)
-    span = {"start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()}
+    # From the start of the last hour: hourly energy buckets count only if they start in the span,
+    # and a span of "the last hour" run at hh:59:30 left out the hour every reading is in.
+    now = datetime.now(UTC)
+    start = (now - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    span = {"start": start.isoformat(), "end": (now + timedelta(minutes=1)).isoformat()}
     raw = client.get("/api/v1/devices/home-1-main/readings", params=span).json()
     assert raw["resolution"] == "raw"
     seqs = [r["seq"] for r in raw["items"]]
