@@ -98,13 +98,15 @@ async def test_bad_input_is_a_4xx(client: httpx.AsyncClient) -> None:
 
 
 async def test_mutes(client: httpx.AsyncClient) -> None:
-    until = (NOW + timedelta(hours=2)).isoformat()
+    # The API judges `until` against its own clock: NOW (fixed at import) may be hours old by now.
+    now = datetime.now(UTC)
+    until = (now + timedelta(hours=2)).isoformat()
     created = await client.post("/api/v1/mutes", json={"device": "plug-1", "kind": None, "until": until, "by": "ana"})
     assert created.status_code == 201
     mute = created.json()
     assert set(mute) == {"id", "device", "kind", "until", "by", "reason", "created_at"}
     assert [m["id"] for m in (await client.get("/api/v1/mutes")).json()["items"]] == [mute["id"]]
-    past = (NOW - timedelta(hours=1)).isoformat()
+    past = (now - timedelta(hours=1)).isoformat()
     assert (await client.post("/api/v1/mutes", json={"device": "plug-1", "until": past, "by": "a"})).status_code == 400
     assert (
         await client.post("/api/v1/mutes", json={"device": "bad id!", "until": until, "by": "a"})
