@@ -64,7 +64,8 @@ from vatio.sim.inject import MeterTrace
 from vatio.store import Store, open_store, write_all
 from vatio.testing import free_port
 
-pytestmark = pytest.mark.e2e
+# The dashboard fixture may wait up to 5 min (MIDNIGHT_MARGIN), counted in its first test.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
