@@ -400,20 +400,22 @@ def price_hours(
     keys = (which * 7 * MINUTES_PER_DAY + minute_of_week) * 61 + widths // 60
     edges = [boundaries(t) for t in tariffs]
     unique, inverse = np.unique(keys[has], return_inverse=True)
-    lookup = [_price(tariffs[k // 61 // (7 * MINUTES_PER_DAY)], edges[k // 61 // (7 * MINUTES_PER_DAY)],
-                     int(k // 61 % (7 * MINUTES_PER_DAY)), int(k % 61)) for k in unique.tolist()]  # fmt: skip
+    lookup = []
+    for key in unique.tolist():
+        rest, width = divmod(key, 61)
+        t, minute = divmod(rest, 7 * MINUTES_PER_DAY)
+        lookup.append(_price(tariffs[t], edges[t], minute, width))
     price[has] = np.asarray(lookup, dtype=np.float64)[inverse]
     # The standing charge of a local day, shared by the buckets starting in it (of this width).
     day_keys = day * 61 + widths // 60
     unique, inverse = np.unique(day_keys[has], return_inverse=True)
     shares = []
     for key in unique.tolist():
-        local_date = date.fromordinal(key // 61 + EPOCH_ORDINAL)
+        local_day, width = divmod(key, 61)
+        local_date = date.fromordinal(local_day + EPOCH_ORDINAL)
         tariff = history.on(local_date)
         assert tariff is not None  # `has`: a tariff applies on that date
-        shares.append(
-            tariff.standing_charge_per_day / buckets_in_local_day(local_date, tz, timedelta(minutes=key % 61))
-        )
+        shares.append(tariff.standing_charge_per_day / buckets_in_local_day(local_date, tz, timedelta(minutes=width)))
     standing[has] = np.asarray(shares, dtype=np.float64)[inverse]
     # Indexed by `which`: -1 (no tariff yet) takes the NaN at the end.
     export_price = np.array([t.export_price_per_kwh or 0.0 for t in tariffs] + [math.nan], dtype=np.float64)
