@@ -43,6 +43,7 @@ from typing import Literal
 import numpy as np
 
 from vatio.detect.base import FloatArray
+from vatio.detect.hourly import past_weeks
 from vatio.eval.report import DEFAULT_DATA
 from vatio.model.anomaly import AnomalyKind
 from vatio.sim.anomalies import SPECS
@@ -105,15 +106,13 @@ def expectation(stat: FloatArray, expected: Expected) -> FloatArray:
     >>> expectation(days, "yesterday")[48:50].tolist(), float(expectation(days, "record28")[100])
     ([0.0, 1.0], 4.0)
     """
-    n = len(stat)
     if expected == "yesterday":
-        return np.concatenate([np.full(min(n, SLOTS_PER_DAY), np.nan), stat[: n - SLOTS_PER_DAY]])[:n]
-    past = np.full((HISTORY_DAYS, n), np.nan)
-    for day in range(1, HISTORY_DAYS + 1):
-        past[day - 1, day * SLOTS_PER_DAY :] = stat[: max(0, n - day * SLOTS_PER_DAY)]
+        yesterday: FloatArray = past_weeks(stat, 1, SLOTS_PER_DAY)[:, 0]
+        return yesterday
+    past = past_weeks(stat, HISTORY_DAYS, SLOTS_PER_DAY)  # a row per slot, a column per earlier day
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result: FloatArray = np.nanmedian(past, axis=0) if expected == "median28" else np.nanmax(past, axis=0)
+        result: FloatArray = np.nanmedian(past, axis=1) if expected == "median28" else np.nanmax(past, axis=1)
     return result
 
 
