@@ -275,12 +275,11 @@ def _iso(ts: datetime) -> str:
 QueryFactory = Callable[[random.Random], tuple[str, dict[str, str]]]
 
 
-def local_midnights(days: int) -> list[str]:
-    """The local midnights in :data:`TZ` that start and end ``days`` local days from the data's first."""
+def by_local_day(days: int) -> dict[str, str]:
+    """Query parameters: daily buckets over ``days`` local days of :data:`TZ` from the data's first."""
     tz = ZoneInfo(TZ)
-    return [
-        datetime.combine(YEAR_START.date() + timedelta(days=k), dt_time(), tzinfo=tz).isoformat() for k in (0, days)
-    ]
+    start, end = (datetime.combine(YEAR_START.date() + timedelta(days=k), dt_time(), tzinfo=tz) for k in (0, days))
+    return {"bucket": "day", "start": start.isoformat(), "end": end.isoformat(), "tz": TZ}
 
 
 def query_set(devices: list[str], days: int) -> dict[str, QueryFactory]:
@@ -298,9 +297,7 @@ def query_set(devices: list[str], days: int) -> dict[str, QueryFactory]:
         return draw
 
     def year_energy(rng: random.Random) -> tuple[str, dict[str, str]]:
-        local = local_midnights(days)
-        params = {"bucket": "day", "start": local[0], "end": local[1], "tz": TZ}
-        return f"/api/v1/devices/{rng.choice(devices)}/energy", params
+        return f"/api/v1/devices/{rng.choice(devices)}/energy", by_local_day(days)
 
     def month_hourly(rng: random.Random) -> tuple[str, dict[str, str]]:
         lo = YEAR_START + timedelta(days=rng.randrange(max(1, days - 30 + 1)))
@@ -398,9 +395,7 @@ def set_tariff(client: httpx.Client, sites: list[str], cheap: tuple[str, str]) -
 
 def site_cost_year(sites: list[str], days: int) -> QueryFactory:
     def draw(rng: random.Random) -> tuple[str, dict[str, str]]:
-        local = local_midnights(days)
-        params = {"bucket": "day", "start": local[0], "end": local[1], "tz": TZ}
-        return f"/api/v1/sites/{rng.choice(sites)}/energy", params
+        return f"/api/v1/sites/{rng.choice(sites)}/energy", by_local_day(days)
 
     return draw
 
