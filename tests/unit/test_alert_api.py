@@ -97,6 +97,23 @@ async def test_bad_input_is_a_4xx(client: httpx.AsyncClient) -> None:
     assert (await client.delete("/api/v1/mutes/12345")).status_code == 404
 
 
+async def test_text_with_nul_is_a_422_and_changes_nothing(client: httpx.AsyncClient) -> None:
+    # PostgreSQL text cannot hold NUL: before the schemas refused it, PostgreSQL answered 500.
+    alert = (await client.get("/api/v1/alerts", params={"device": "plug-1"})).json()["items"][0]
+    until = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    for path, body in (
+        (f"/api/v1/alerts/{alert['id']}/acknowledge", {"by": "a\x00na"}),
+        (f"/api/v1/alerts/{alert['id']}/resolve", {"by": "ana", "note": "\x00"}),
+        ("/api/v1/mutes", {"device": "plug-1", "until": until, "by": "\x00"}),
+        ("/api/v1/mutes", {"device": "plug-1", "until": until, "by": "ana", "reason": "kettle\x00"}),
+    ):
+        response = await client.post(path, json=body)
+        assert response.status_code == 422, (path, body)
+        assert response.json()["error"]["code"] == "validation_error"
+    assert (await client.get(f"/api/v1/alerts/{alert['id']}")).json()["state"] == alert["state"]
+    assert (await client.get("/api/v1/mutes")).json()["items"] == []
+
+
 async def test_mutes(client: httpx.AsyncClient) -> None:
     # The API judges `until` against its own clock: NOW (fixed at import) may be hours old by now.
     now = datetime.now(UTC)

@@ -92,6 +92,11 @@ async def test_sites_list_get_and_settings(client: httpx.AsyncClient) -> None:
     assert error_code(await call(client, "GET", "/sites/nowhere", 404)) == "not_found"
     bad_tz = await call(client, "PUT", "/sites/cabin", 400, json={**settings, "tz": "Mars/Olympus"})
     assert error_code(bad_tz) == "bad_request"
+    # NUL, which PostgreSQL text cannot hold, is refused in the schema (it was a 500 there).
+    for nul in ({"name": "Cab\x00in"}, {"tz": "Europe/Paris\x00"}):
+        refused = await call(client, "PUT", "/sites/cabin", 422, json={**settings, **nul})
+        assert error_code(refused) == "validation_error"
+    assert (await call(client, "GET", "/sites/cabin", 200))["name"] == "Cabin"
 
 
 async def test_tariff_crud_and_bad_tariffs(client: httpx.AsyncClient) -> None:
@@ -106,7 +111,8 @@ async def test_tariff_crud_and_bad_tariffs(client: httpx.AsyncClient) -> None:
     holes = {**FLAT, "rates": [{**FLAT["rates"][0], "end": "12:00"}]}
     assert error_code(await call(client, "POST", "/sites/home/tariffs", 400, json=holes)) == "bad_request"
     for bad in ({**FLAT, "currency": "euro"}, {**FLAT, "rates": [{**FLAT["rates"][0], "start": "7am"}]},
-                {**FLAT, "standing_charge_per_day": -1}, {"name": "no rates"}):  # fmt: skip
+                {**FLAT, "standing_charge_per_day": -1}, {"name": "no rates"},
+                {**FLAT, "name": "flat\x00"}):  # fmt: skip
         assert error_code(await call(client, "POST", "/sites/home/tariffs", 422, json=bad)) == "validation_error"
     gbp = {**FLAT, "currency": "GBP", "effective_from": "2024-01-01"}
     assert "currency" in (await call(client, "POST", "/sites/home/tariffs", 400, json=gbp))["error"]["message"]

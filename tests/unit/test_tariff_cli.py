@@ -68,6 +68,7 @@ def test_set_then_list_and_replace(tmp_path: Path, db: str, capsys: pytest.Captu
         (NIGHT_SAVER.replace('currency = "GBP"', ""), "missing 'currency'"),
         (NIGHT_SAVER.replace("2026-01-01", '"first of January"'), "invalid tariff"),
         ("name = ", "not valid TOML"),
+        (NIGHT_SAVER.replace("Night saver", "Night\\u0000saver"), "must not contain NUL"),
     ],
 )
 def test_bad_tariff_files_exit_2(

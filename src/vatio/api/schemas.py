@@ -18,6 +18,10 @@ from vatio.model import (
     RollupRow,
 )
 
+#: Free text a person types (a name, a note): anything but NUL, which PostgreSQL text cannot hold.
+#: Without it, SQLite stored a NUL and PostgreSQL answered 500 (found by the schema fuzzer).
+TEXT_PATTERN = r"^[^\x00]*$"
+
 
 class ErrorBody(BaseModel):
     code: str = Field(description="machine-readable error code, e.g. not_found")

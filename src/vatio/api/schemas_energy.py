@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from vatio.api.schemas import TEXT_PATTERN
 from vatio.energy.baseload import Baseload
 from vatio.energy.cost import CostBucket
 from vatio.energy.peak import DayPeak
@@ -57,8 +58,8 @@ class SitePublic(BaseModel):
 class SiteSettings(BaseModel):
     """Body of ``PUT /sites/{site}``."""
 
-    name: str | None = Field(default=None, max_length=200)
-    tz: str = Field(default="UTC", max_length=64, description="IANA time zone of the site's days")
+    name: str | None = Field(default=None, max_length=200, pattern=TEXT_PATTERN)
+    tz: str = Field(default="UTC", max_length=64, pattern=TEXT_PATTERN, description="IANA time zone of the site's days")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     peak_limit_kw: float | None = Field(default=None, gt=0, description="contracted 15-minute demand limit")
     main_meters: list[DeviceId] = Field(
@@ -90,7 +91,7 @@ class RateBody(BaseModel):
 class TariffCreate(BaseModel):
     """Body of ``POST /sites/{site}/tariffs``: rates must cover the whole week exactly once."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     effective_from: date = Field(description="local date from which the tariff applies")
     standing_charge_per_day: float = Field(ge=0)

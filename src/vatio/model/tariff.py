@@ -137,6 +137,8 @@ class Tariff:
     def __post_init__(self) -> None:
         if not self.name.strip() or len(self.name) > 200:
             raise ConfigError("tariff name must be 1-200 characters")
+        if "\x00" in self.name:  # PostgreSQL text cannot hold it (a tariff file may spell it \u0000)
+            raise ConfigError("tariff name must not contain NUL characters")
         if not _CURRENCY.match(self.currency):
             raise ConfigError(f"currency must be an ISO 4217 code like EUR, got {self.currency!r}")
         if _finite("standing_charge_per_day", self.standing_charge_per_day) < 0:

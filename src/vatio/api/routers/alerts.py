@@ -21,7 +21,7 @@ from vatio.alert.lifecycle import AlertEngine
 from vatio.alert.routes import AlertConfig, load_config
 from vatio.api.deps import StoreDep
 from vatio.api.pagination import PAGE_ERRORS, Page, PageDep, encode_cursor
-from vatio.api.schemas import ErrorResponse
+from vatio.api.schemas import TEXT_PATTERN, ErrorResponse
 from vatio.errors import ConfigError, NotFoundError
 from vatio.model import Alert, AlertState, AuditEntry, Mute, Severity
 from vatio.model.instants import utcnow
@@ -83,16 +83,18 @@ class AlertDetail(AlertPublic):
 
 
 class TransitionBody(BaseModel):
-    by: str = Field(min_length=1, max_length=200, description="who acts (shown in the audit trail)")
-    note: str | None = Field(default=None, max_length=2000)
+    by: str = Field(
+        min_length=1, max_length=200, pattern=TEXT_PATTERN, description="who acts (shown in the audit trail)"
+    )
+    note: str | None = Field(default=None, max_length=2000, pattern=TEXT_PATTERN)
 
 
 class MuteCreate(BaseModel):
     device: str = Field(pattern=ID_PATTERN)
     kind: str | None = Field(default=None, pattern=ID_PATTERN, description="null: every kind")
     until: datetime = Field(description="ISO 8601; naive times are UTC")
-    by: str = Field(min_length=1, max_length=200)
-    reason: str | None = Field(default=None, max_length=2000)
+    by: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    reason: str | None = Field(default=None, max_length=2000, pattern=TEXT_PATTERN)
 
 
 class MutePublic(BaseModel):
